@@ -1,0 +1,184 @@
+"""The embedded broker: in-process queues, one per trigger.
+
+It is the default of `make run` and the double in unit tests, so it raises wherever RabbitMQ
+would (unknown broker, closed broker, acking twice) and it runs each trigger's whole filter when
+routing: that is what RabbitMQ's headers exchange does for exact filters, done for every dialect
+because here it costs nothing extra. Triggers are indexed by their exact `type` so 1,000
+triggers do not mean 1,000 evaluations per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from brokers.base import DeadLetter, Handler
+from brokers.errors import BrokerError, BrokerUnavailable, UnknownBroker
+from brokers.event import Event
+from brokers.triggers import MeshConfig, TriggerSpec
+
+log = logging.getLogger(__name__)
+
+
+class TriggerIndex:
+    """Triggers of one broker, looked up by the event's type first."""
+
+    def __init__(self, triggers: Sequence[TriggerSpec]) -> None:
+        self.by_type: dict[str, list[TriggerSpec]] = defaultdict(list)
+        self.any_type: list[TriggerSpec] = []
+        for trigger in triggers:
+            wanted = trigger.filter.exact.get("type")
+            if wanted is None:
+                self.any_type.append(trigger)
+            else:
+                self.by_type[wanted].append(trigger)
+
+    def matching(self, event: Event) -> list[TriggerSpec]:
+        typed = self.by_type.get(event.type, ())
+        return [t for t in (*typed, *self.any_type) if t.filter.matches(event)]
+
+
+@dataclass(slots=True)
+class MemoryMessage:
+    broker: MemoryBroker
+    trigger: str
+    event: Event
+    attempt: int = 0
+    matched: bool = True
+    settled: bool = field(default=False, repr=False)
+
+    def _settle(self) -> None:
+        if self.settled:
+            raise BrokerError("message already settled (acked, retried or dead-lettered)")
+        self.settled = True
+
+    async def ack(self) -> None:
+        self._settle()
+
+    async def retry(self, delay: float, event: Event | None = None) -> None:
+        self._settle()
+        again = MemoryMessage(self.broker, self.trigger, event or self.event, self.attempt + 1)
+        self.broker._schedule(again, delay)
+
+    async def dead_letter(self, event: Event) -> None:
+        self._settle()
+        self.broker._park(self.trigger, event)
+
+    async def release(self) -> None:
+        self._settle()
+        again = MemoryMessage(self.broker, self.trigger, self.event, self.attempt)
+        self.broker._schedule(again, 0)
+
+
+class MemoryBroker:
+    """In-memory Broker. Not durable: events live as long as the process."""
+
+    def __init__(self) -> None:
+        self._indexes: dict[str, TriggerIndex] = {}
+        self._queues: dict[str, asyncio.Queue[MemoryMessage]] = {}
+        self._consumers: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._dead: dict[str, dict[str, Event]] = defaultdict(dict)
+        self._ids = itertools.count(1)
+        self._open = False
+
+    async def open(self, config: MeshConfig) -> None:
+        self._indexes = {key: TriggerIndex(config.triggers_of(key)) for key in config.brokers}
+        for trigger in config.triggers:
+            self._queues.setdefault(trigger.key, asyncio.Queue())
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+        await self.stop_consuming()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    @property
+    def ready(self) -> bool:
+        return self._open
+
+    async def publish(self, broker: str, events: Sequence[Event]) -> None:
+        if not self._open:
+            raise BrokerUnavailable("the broker is closed")
+        index = self._indexes.get(broker)
+        if index is None:
+            raise UnknownBroker(f"broker {broker} does not exist")
+        for event in events:
+            for trigger in index.matching(event):
+                self._queues[trigger.key].put_nowait(MemoryMessage(self, trigger.key, event))
+
+    async def consume(self, trigger: TriggerSpec, handler: Handler) -> None:
+        queue = self._queues.get(trigger.key)
+        if queue is None:
+            raise UnknownBroker(f"trigger {trigger.key} is not part of the opened config")
+        task = asyncio.create_task(self._consume(queue, handler, trigger.parallelism))
+        self._consumers.append(task)
+
+    async def _consume(
+        self, queue: asyncio.Queue[MemoryMessage], handler: Handler, parallelism: int
+    ) -> None:
+        slots = asyncio.Semaphore(parallelism)
+        while True:
+            message = await queue.get()
+            if parallelism == 1:
+                await self._run(handler, message)
+                continue
+            await slots.acquire()
+            task = asyncio.create_task(self._run(handler, message))
+            self._inflight.add(task)
+            task.add_done_callback(lambda t: (self._inflight.discard(t), slots.release()))
+
+    async def _run(self, handler: Handler, message: MemoryMessage) -> None:
+        try:
+            await handler(message)
+        except Exception:
+            log.exception("handler failed; the message is released for redelivery")
+            if not message.settled:
+                await message.release()
+
+    async def stop_consuming(self) -> None:
+        for task in self._consumers:
+            task.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+        self._consumers.clear()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` for in-flight handlers (graceful shutdown)."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout)
+
+    def _schedule(self, message: MemoryMessage, delay: float) -> None:
+        queue = self._queues[message.trigger]
+        if delay <= 0:
+            queue.put_nowait(message)
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            queue.put_nowait(message)
+
+        timer = loop.call_later(delay, fire)
+        self._timers.add(timer)
+
+    def _park(self, trigger: str, event: Event) -> None:
+        self._dead[trigger][str(next(self._ids))] = event
+
+    async def dead_letters(self, trigger: str, limit: int = 100) -> list[DeadLetter]:
+        parked = self._dead.get(trigger, {})
+        return [DeadLetter(i, trigger, e) for i, e in itertools.islice(parked.items(), limit)]
+
+    async def remove_dead_letters(self, trigger: str, ids: Sequence[str]) -> int:
+        parked = self._dead.get(trigger, {})
+        if not ids:
+            count = len(parked)
+            parked.clear()
+            return count
+        return sum(parked.pop(i, None) is not None for i in ids)

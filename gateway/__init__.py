@@ -1,0 +1,1 @@
+"""The HTTP gateway (ingress, webhooks, request-reply) and the `cemesh` CLI."""

@@ -1,0 +1,119 @@
+"""The gateway application factory.
+
+`create_app(settings)` returns a FastAPI app whose lifespan assembles and starts the mesh
+(broker, functions, dispatcher); nothing is a module-level singleton. The ingress paths are
+bare ASGI endpoints (see ingress.py) added to the same router and to the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from brokers.base import Broker
+from gateway.ingress import Ingress
+from gateway.mesh import LoadedConfig, Mesh
+from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
+from gateway.settings import Settings
+
+INGRESS_DOC = {
+    "summary": "Publish CloudEvents to a broker (Knative broker ingress)",
+    "description": (
+        "Binary, structured (`application/cloudevents+json`) or batch "
+        "(`application/cloudevents-batch+json`) mode, chosen by Content-Type alone. "
+        "202 when accepted; 400 invalid event or exhausted TTL; 404 unknown broker; "
+        "413 too large; 415 unreadable content type; 503 not accepted (retry after)."
+    ),
+    "requestBody": {"required": True, "content": {
+        "application/cloudevents+json": {"schema": {"type": "object"}},
+        "application/cloudevents-batch+json": {"schema": {"type": "array"}},
+        "*/*": {"schema": {"type": "string", "format": "binary"}},
+    }},
+    "responses": {
+        str(code): {"description": text, **({"content": {PROBLEM_JSON: {}}} if code != 202 else {})}
+        for code, text in [(202, "Accepted"), (400, "Invalid CloudEvent"), (404, "Unknown broker"),
+                           (413, "Too large"), (415, "Unsupported media type"),
+                           (503, "Not accepted, retry")]
+    },
+}
+
+
+def problem_response(problem: HTTPProblem, instance: str | None = None) -> Response:
+    return Response(body_of(problem, instance), problem.status, headers=problem.headers,
+                    media_type=PROBLEM_JSON)
+
+
+def create_app(
+    settings: Settings, *, broker: Broker | None = None, state: Any = None,
+    loaded: LoadedConfig | None = None,
+) -> FastAPI:
+    holder: dict[str, Mesh] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mesh = Mesh.build(settings, loaded, broker)
+        holder["mesh"] = mesh
+        app.state.mesh = mesh
+        await mesh.start()
+        try:
+            yield
+        finally:
+            await mesh.stop()
+
+    app = FastAPI(title="cemesh gateway", version="0.1.0", lifespan=lifespan,
+                  description="CloudEvents integration mesh: ingress, webhooks, functions.")
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(request: Request, exc: HTTPProblem) -> Response:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"][1:]) or None
+        return problem_response(HTTPProblem(400, "Invalid Request", first["msg"], field=field),
+                                request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        return problem_response(from_exception(exc), request.url.path)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: the broker can accept events")
+    async def readyz() -> JSONResponse:
+        mesh = holder.get("mesh")
+        ready = bool(mesh and mesh.broker.ready)
+        return JSONResponse({"status": "ready" if ready else "not ready"},
+                            status_code=200 if ready else 503)
+
+    ingress = Ingress(lambda: holder["mesh"])
+    app.state.ingress = ingress
+    app.router.routes.append(Route("/", ingress, methods=["POST"]))
+    app.router.routes.append(Route("/{namespace}/{broker}", ingress, methods=["POST"]))
+
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = default_openapi()
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for n in ("namespace", "broker")]
+        schema["paths"]["/{namespace}/{broker}"] = {
+            "post": {**INGRESS_DOC, "tags": ["ingress"], "parameters": params}}
+        schema["paths"]["/"] = {"post": {**INGRESS_DOC, "tags": ["ingress"],
+                                         "summary": "Publish to default/default"}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,155 @@
+"""The `cemesh` command line.
+
+Errors end with one line on stderr and a non-zero exit (2 for bad input or configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from brokers.codec import from_http, to_binary, to_structured
+from brokers.errors import ConfigError, InvalidEvent
+from brokers.event import Event
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except (CliError, ConfigError, InvalidEvent) as exc:
+        print(f"cemesh: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cemesh", description="CloudEvents integration mesh")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the mesh (gateway, broker, dispatcher, functions)")
+    up.add_argument("--config", type=Path, help="directory of Knative YAML (default: config)")
+    up.add_argument("--functions", type=Path, help="directory of functions (default: functions)")
+    up.add_argument("--host", help="bind address (default: 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port (default: 8080)")
+    up.add_argument("--broker", dest="broker_url", help="memory:// or amqp://... (default memory://)")
+    up.add_argument("--state", dest="state_url", help="memory:// or redis://... (default memory://)")
+    up.add_argument("--log-format", choices=["text", "json"], help="log format (default text)")
+    up.set_defaults(run=cmd_up)
+
+    send = sub.add_parser("send", help="send one CloudEvent and print the answer")
+    send.add_argument("url")
+    send.add_argument("--type", required=True)
+    send.add_argument("--source", required=True)
+    send.add_argument("--id", default=None)
+    send.add_argument("--subject", default=None)
+    send.add_argument("--data", default=None, help="JSON text, or @FILE")
+    send.add_argument("--datacontenttype", default=None)
+    send.add_argument("--ext", action="append", default=[], metavar="NAME=VALUE")
+    send.add_argument("--mode", choices=["binary", "structured"], default="binary")
+    send.add_argument("--timeout", type=float, default=30.0)
+    send.set_defaults(run=cmd_send)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from gateway.settings import Settings
+
+    overrides = {
+        key: value
+        for key in ("config", "functions", "host", "port", "broker_url", "state_url", "log_format")
+        if (value := getattr(args, key, None)) is not None
+    }
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CliError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from gateway.logs import configure
+    from gateway.mesh import load_mesh
+    from gateway.server import serve, summary
+
+    settings = settings_from(args)
+    configure(settings.log_level, settings.log_format)
+    loaded = load_mesh(settings)
+    print(summary(settings, loaded), flush=True)
+    asyncio.run(serve(settings, loaded))
+    return 0
+
+
+def build_event(args: argparse.Namespace) -> Event:
+    attributes: dict[str, object] = {
+        "specversion": "1.0", "id": args.id or str(uuid.uuid4()),
+        "source": args.source, "type": args.type,
+    }
+    if args.subject:
+        attributes["subject"] = args.subject
+    for item in args.ext:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--ext takes NAME=VALUE, got '{item}'")
+        attributes[name] = value
+    data: bytes | None = None
+    if args.data is not None:
+        text = args.data
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text("utf-8")
+            except OSError as exc:
+                raise CliError(f"cannot read {text[1:]}: {exc.strerror}") from None
+        content_type = args.datacontenttype or "application/json"
+        if content_type == "application/json":
+            try:
+                json.loads(text)
+            except ValueError as exc:
+                raise CliError(f"--data is not valid JSON: {exc}") from None
+        attributes["datacontenttype"] = content_type
+        data = text.encode("utf-8")
+    return Event.create(attributes, data)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    event = build_event(args)
+    headers, body = to_binary(event) if args.mode == "binary" else to_structured(event)
+    request = urllib.request.Request(args.url, data=body, method="POST", headers=dict(headers))
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            status, reply_headers, payload = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        status, reply_headers, payload = exc.code, dict(exc.headers), exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"cannot reach {args.url}: {getattr(exc, 'reason', exc)}") from None
+    print(f"{status} {event.id}")
+    lowered = {k.lower(): v for k, v in reply_headers.items()}
+    if payload:
+        try:
+            _, events = from_http(lowered, payload)
+            for reply in events:
+                print(json.dumps(reply.to_dict(), indent=2))
+        except InvalidEvent:
+            print(payload.decode("utf-8", "replace"))
+    return 0 if 200 <= status < 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

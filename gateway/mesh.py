@@ -1,0 +1,85 @@
+"""A mesh: configuration, broker, functions and dispatcher, assembled from Settings.
+
+`load_mesh` does everything that can fail on bad configuration before any socket is opened, so
+`cemesh up` can report one line and exit 2; `Mesh.start`/`stop` handle the resources.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from brokers.base import Broker
+from brokers.dispatch import Dispatcher
+from brokers.memory import MemoryBroker
+from brokers.triggers import MeshConfig, load_config
+from gateway.functions import FunctionHost, FunctionProject, discover
+from gateway.settings import Settings
+from gateway.transport import MeshTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    config: MeshConfig
+    functions: list[FunctionProject]
+
+
+def load_mesh(settings: Settings) -> LoadedConfig:
+    """Read func.yaml files and config/; raises ConfigError naming the file and object."""
+    projects = discover(settings.functions, settings.namespace)
+    config = load_config(
+        settings.config, [p.subscriptions() for p in projects], settings.namespace
+    )
+    return LoadedConfig(config, projects)
+
+
+def make_broker(url: str) -> Broker:
+    if url.startswith("memory:"):
+        return MemoryBroker()
+    if url.startswith(("amqp://", "amqps://")):
+        from brokers.rabbitmq import RabbitBroker
+
+        broker: Broker = RabbitBroker(url)
+        return broker
+    raise ValueError(f"unsupported broker URL '{url}' (use memory:// or amqp://)")
+
+
+@dataclass
+class Mesh:
+    settings: Settings
+    loaded: LoadedConfig
+    broker: Broker
+    functions: FunctionHost
+    transport: MeshTransport
+    dispatcher: Dispatcher
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> MeshConfig:
+        return self.loaded.config
+
+    @classmethod
+    def build(
+        cls, settings: Settings, loaded: LoadedConfig | None = None, broker: Broker | None = None
+    ) -> Mesh:
+        loaded = loaded or load_mesh(settings)
+        broker = broker or make_broker(settings.broker_url)
+        functions = FunctionHost(loaded.functions, {"CEMESH_STATE_URL": settings.state_url})
+        transport = MeshTransport(functions)
+        dispatcher = Dispatcher(loaded.config, broker, transport)
+        return cls(settings, loaded, broker, functions, transport, dispatcher)
+
+    async def start(self) -> None:
+        await self.functions.start()
+        await self.transport.open()
+        await self.broker.open(self.config)
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop(self.settings.shutdown_grace)
+        await self.broker.close()
+        await self.transport.close()
+        await self.functions.stop()

@@ -1,0 +1,28 @@
+"""Settings, loaded once at the edge (CLI or the root function) and passed down.
+
+Every field is also an environment variable with the `CEMESH_` prefix (`CEMESH_BROKER_URL`,
+`CEMESH_PORT`...); CLI flags win over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CEMESH_", frozen=True, extra="ignore")
+
+    config: Path = Field(Path("config"), description="Directory of Knative YAML (Brokers, Triggers)")
+    functions: Path = Field(Path("functions"), description="Directory of Knative function projects")
+    host: str = Field("127.0.0.1", description="Address the gateway binds")
+    port: int = Field(8080, ge=0, le=65535, description="Port the gateway binds")
+    broker_url: str = Field("memory://", description="memory:// or amqp://user:pass@host:port/vhost")
+    state_url: str = Field("memory://", description="memory:// or redis://host:port/db")
+    namespace: str = Field("default", description="Namespace of objects that name none")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted request body")
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight deliveries may finish")
+    log_format: str = Field("text", pattern="^(text|json)$", description="text or json logs")
+    log_level: str = Field("INFO", description="Python logging level")
