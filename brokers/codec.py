@@ -18,7 +18,6 @@ from typing import Any, Final, Literal
 from brokers.errors import InvalidEvent, UnsupportedContentType
 from brokers.event import (
     CORE,
-    AttributeValue,
     Event,
     attribute_text,
     is_json_content_type,
@@ -241,5 +240,3 @@ def headers_from_asgi(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
 def attributes_text(event: Event) -> dict[str, str]:
     """Every attribute as its canonical string (AMQP headers, logs)."""
     return {name: attribute_text(value) for name, value in event.attributes.items()}
-
-

@@ -54,7 +54,7 @@ class DeliverySpec:
         """Delay before retry `retry_number` (1-based), as Knative computes it."""
         if self.backoff_policy == "linear":
             return self.backoff_delay * retry_number
-        return self.backoff_delay * (2**retry_number)
+        return self.backoff_delay * 2.0**retry_number
 
 
 def parse_delivery(

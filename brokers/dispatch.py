@@ -52,7 +52,10 @@ class Transport(Protocol):
     """Sends one HTTP request to a destination. Raises OSError/TimeoutError on failure."""
 
     async def post(
-        self, destination: Destination, headers: Sequence[tuple[str, str]], body: bytes,
+        self,
+        destination: Destination,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
         timeout: float,
     ) -> Response: ...
 
@@ -152,8 +155,10 @@ async def attempt(
         if status in (429, 503):
             delay = retry_after(response.headers.get("retry-after"))
         return Outcome(False, status, retry_after=delay, error=f"HTTP {status}", body=response.body)
-    if status == 202 or not response.body:
-        return Outcome(True, status)
+    if status == 202 or (not response.body and "ce-specversion" not in response.headers):
+        return Outcome(
+            True, status
+        )  # a 202 body is never a reply; no body and no ce- headers: none
     try:
         mode, events = from_http(response.headers, response.body)
     except InvalidEvent as exc:
@@ -213,7 +218,7 @@ class Dispatcher:
         """Stop taking messages; let in-flight deliveries finish within `grace` seconds."""
         await self.broker.stop_consuming()
         if self._inflight:
-            done, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
                 task.cancel()
 
@@ -244,16 +249,21 @@ class Dispatcher:
         self.stats.failed_attempts += 1
         log.info(
             "delivery failed",
-            extra={"trigger": trigger.key, "ce_id": event.id, "error": outcome.error,
-                   "attempt": message.attempt + 1},
+            extra={
+                "trigger": trigger.key,
+                "ce_id": event.id,
+                "error": outcome.error,
+                "attempt": message.attempt + 1,
+            },
         )
         if outcome.retryable and message.attempt < delivery.retry:
             self.stats.retried += 1
             self.stats.count(trigger.key, "retried")
             await message.retry(_delay(delivery, message.attempt + 1, outcome.retry_after))
             return
-        failed = Event({**event.attributes, **error_extensions(trigger.subscriber, outcome)},
-                       event.data)
+        failed = Event(
+            {**event.attributes, **error_extensions(trigger.subscriber, outcome)}, event.data
+        )
         await self._dead_letter(trigger, message, failed)
 
     async def _succeeded(self, trigger: TriggerSpec, message: Message, outcome: Outcome) -> None:
@@ -263,8 +273,11 @@ class Dispatcher:
                 self.stats.ttl_dropped += 1
                 log.warning(
                     "reply dropped: knativebrokerttl exhausted (event loop?)",
-                    extra={"trigger": trigger.key, "ce_id": outcome.reply.id,
-                           "ce_type": outcome.reply.type},
+                    extra={
+                        "trigger": trigger.key,
+                        "ce_id": outcome.reply.id,
+                        "ce_type": outcome.reply.type,
+                    },
                 )
             else:
                 try:
@@ -298,8 +311,9 @@ class Dispatcher:
         self.stats.dead_lettered += 1
         self.stats.count(trigger.key, "dead_lettered")
         log.warning(
-            "dead letter %s", where, extra={"trigger": trigger.key, "ce_id": failed.id,
-                                            "ce_type": failed.type},
+            "dead letter %s",
+            where,
+            extra={"trigger": trigger.key, "ce_id": failed.id, "ce_type": failed.type},
         )
 
     def _notify(self, trigger: TriggerSpec, event: Event, outcome: Outcome) -> None:

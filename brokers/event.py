@@ -82,11 +82,11 @@ def validate_attribute(name: str, value: object) -> AttributeValue:
         return value
     if isinstance(value, int):
         if not INT32_MIN <= value <= INT32_MAX:
-            raise InvalidEvent(f"extension '{name}' is outside the 32-bit integer range", field=name)
+            raise InvalidEvent(
+                f"extension '{name}' is outside the 32-bit integer range", field=name
+            )
         return value
-    raise InvalidEvent(
-        f"extension '{name}' must be a string, an integer or a boolean", field=name
-    )
+    raise InvalidEvent(f"extension '{name}' must be a string, an integer or a boolean", field=name)
 
 
 def validate_attributes(attributes: Mapping[str, object]) -> dict[str, AttributeValue]:
@@ -105,9 +105,7 @@ class Event:
     data: bytes | None = None
 
     @classmethod
-    def create(
-        cls, attributes: Mapping[str, object], data: bytes | None = None
-    ) -> Event:
+    def create(cls, attributes: Mapping[str, object], data: bytes | None = None) -> Event:
         """Build a validated event (raises `InvalidEvent` naming the attribute at fault)."""
         return cls(validate_attributes(attributes), data)
 

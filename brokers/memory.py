@@ -133,7 +133,8 @@ class MemoryBroker:
             await slots.acquire()
             task = asyncio.create_task(self._run(handler, message))
             self._inflight.add(task)
-            task.add_done_callback(lambda t: (self._inflight.discard(t), slots.release()))
+            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _: slots.release())
 
     async def _run(self, handler: Handler, message: MemoryMessage) -> None:
         try:
@@ -148,11 +149,6 @@ class MemoryBroker:
             task.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
         self._consumers.clear()
-
-    async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` for in-flight handlers (graceful shutdown)."""
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=timeout)
 
     def _schedule(self, message: MemoryMessage, delay: float) -> None:
         queue = self._queues[message.trigger]

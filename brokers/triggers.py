@@ -112,7 +112,9 @@ def read_documents(directory: Path) -> Iterable[tuple[str, dict[str, Any]]]:
 
 
 def load_config(
-    directory: Path, functions: Sequence[FunctionSubscriptions] = (), default_namespace: str = "default"
+    directory: Path,
+    functions: Sequence[FunctionSubscriptions] = (),
+    default_namespace: str = "default",
 ) -> MeshConfig:
     brokers: dict[str, BrokerSpec] = {}
     raw_triggers: list[tuple[str, dict[str, Any]]] = []
@@ -123,8 +125,7 @@ def load_config(
         name = str(meta.get("name", ""))
         label = f"{kind} {name or '(unnamed)'}"
         if not api or not kind:
-            if "resources" in doc or "apiVersion" not in doc:
-                continue  # kustomization files and plain data are not objects
+            continue  # plain data files are not Kubernetes objects
         group = api.split("/", 1)[0]
         if group == "eventing.knative.dev" and kind not in CLUSTER_ONLY_EVENTING:
             if api != EVENTING or kind not in ("Broker", "Trigger"):
@@ -228,8 +229,16 @@ def _trigger(
     annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
     parallelism = _parallelism(origin, label, annotations)
     return TriggerSpec(
-        namespace, name, broker, subscriber, filt, delivery, parallelism, annotations,
-        dict(spec), origin,
+        namespace,
+        name,
+        broker,
+        subscriber,
+        filt,
+        delivery,
+        parallelism,
+        annotations,
+        dict(spec),
+        origin,
     )
 
 

@@ -30,27 +30,39 @@ INGRESS_DOC = {
         "202 when accepted; 400 invalid event or exhausted TTL; 404 unknown broker; "
         "413 too large; 415 unreadable content type; 503 not accepted (retry after)."
     ),
-    "requestBody": {"required": True, "content": {
-        "application/cloudevents+json": {"schema": {"type": "object"}},
-        "application/cloudevents-batch+json": {"schema": {"type": "array"}},
-        "*/*": {"schema": {"type": "string", "format": "binary"}},
-    }},
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/cloudevents+json": {"schema": {"type": "object"}},
+            "application/cloudevents-batch+json": {"schema": {"type": "array"}},
+            "*/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
     "responses": {
         str(code): {"description": text, **({"content": {PROBLEM_JSON: {}}} if code != 202 else {})}
-        for code, text in [(202, "Accepted"), (400, "Invalid CloudEvent"), (404, "Unknown broker"),
-                           (413, "Too large"), (415, "Unsupported media type"),
-                           (503, "Not accepted, retry")]
+        for code, text in [
+            (202, "Accepted"),
+            (400, "Invalid CloudEvent"),
+            (404, "Unknown broker"),
+            (413, "Too large"),
+            (415, "Unsupported media type"),
+            (503, "Not accepted, retry"),
+        ]
     },
 }
 
 
 def problem_response(problem: HTTPProblem, instance: str | None = None) -> Response:
-    return Response(body_of(problem, instance), problem.status, headers=problem.headers,
-                    media_type=PROBLEM_JSON)
+    return Response(
+        body_of(problem, instance), problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+    )
 
 
 def create_app(
-    settings: Settings, *, broker: Broker | None = None, state: Any = None,
+    settings: Settings,
+    *,
+    broker: Broker | None = None,
+    state: Any = None,
     loaded: LoadedConfig | None = None,
 ) -> FastAPI:
     holder: dict[str, Mesh] = {}
@@ -66,8 +78,12 @@ def create_app(
         finally:
             await mesh.stop()
 
-    app = FastAPI(title="cemesh gateway", version="0.1.0", lifespan=lifespan,
-                  description="CloudEvents integration mesh: ingress, webhooks, functions.")
+    app = FastAPI(
+        title="cemesh gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="CloudEvents integration mesh: ingress, webhooks, functions.",
+    )
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem) -> Response:
@@ -77,8 +93,9 @@ def create_app(
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         field = ".".join(str(p) for p in first["loc"][1:]) or None
-        return problem_response(HTTPProblem(400, "Invalid Request", first["msg"], field=field),
-                                request.url.path)
+        return problem_response(
+            HTTPProblem(400, "Invalid Request", str(first["msg"]), field=field), request.url.path
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -92,8 +109,9 @@ def create_app(
     async def readyz() -> JSONResponse:
         mesh = holder.get("mesh")
         ready = bool(mesh and mesh.broker.ready)
-        return JSONResponse({"status": "ready" if ready else "not ready"},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
+        )
 
     ingress = Ingress(lambda: holder["mesh"])
     app.state.ingress = ingress
@@ -106,12 +124,16 @@ def create_app(
         if app.openapi_schema:
             return app.openapi_schema
         schema = default_openapi()
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for n in ("namespace", "broker")]
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in ("namespace", "broker")
+        ]
         schema["paths"]["/{namespace}/{broker}"] = {
-            "post": {**INGRESS_DOC, "tags": ["ingress"], "parameters": params}}
-        schema["paths"]["/"] = {"post": {**INGRESS_DOC, "tags": ["ingress"],
-                                         "summary": "Publish to default/default"}}
+            "post": {**INGRESS_DOC, "tags": ["ingress"], "parameters": params}
+        }
+        schema["paths"]["/"] = {
+            "post": {**INGRESS_DOC, "tags": ["ingress"], "summary": "Publish to default/default"}
+        }
         app.openapi_schema = schema
         return schema
 

@@ -47,8 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--functions", type=Path, help="directory of functions (default: functions)")
     up.add_argument("--host", help="bind address (default: 127.0.0.1)")
     up.add_argument("--port", type=int, help="port (default: 8080)")
-    up.add_argument("--broker", dest="broker_url", help="memory:// or amqp://... (default memory://)")
-    up.add_argument("--state", dest="state_url", help="memory:// or redis://... (default memory://)")
+    up.add_argument(
+        "--broker", dest="broker_url", help="memory:// or amqp://... (default memory://)"
+    )
+    up.add_argument(
+        "--state", dest="state_url", help="memory:// or redis://... (default memory://)"
+    )
     up.add_argument("--log-format", choices=["text", "json"], help="log format (default text)")
     up.set_defaults(run=cmd_up)
 
@@ -81,7 +85,9 @@ def settings_from(args: argparse.Namespace) -> Any:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise CliError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise CliError(
+            f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -99,8 +105,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def build_event(args: argparse.Namespace) -> Event:
     attributes: dict[str, object] = {
-        "specversion": "1.0", "id": args.id or str(uuid.uuid4()),
-        "source": args.source, "type": args.type,
+        "specversion": "1.0",
+        "id": args.id or str(uuid.uuid4()),
+        "source": args.source,
+        "type": args.type,
     }
     if args.subject:
         attributes["subject"] = args.subject
@@ -134,7 +142,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     request = urllib.request.Request(args.url, data=body, method="POST", headers=dict(headers))
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:
-            status, reply_headers, payload = response.status, dict(response.headers), response.read()
+            status, reply_headers, payload = (
+                response.status,
+                dict(response.headers),
+                response.read(),
+            )
     except urllib.error.HTTPError as exc:
         status, reply_headers, payload = exc.code, dict(exc.headers), exc.read()
     except (urllib.error.URLError, OSError) as exc:

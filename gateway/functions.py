@@ -46,7 +46,9 @@ class FunctionProject:
     def subscriptions(self) -> FunctionSubscriptions:
         subs = self.spec.deploy.subscriptions if self.spec.deploy else []
         return FunctionSubscriptions(
-            self.name, self.namespace, [(s.source, dict(s.filters)) for s in subs],
+            self.name,
+            self.namespace,
+            [(s.source, dict(s.filters)) for s in subs],
             str(self.path / "func.yaml"),
         )
 
@@ -70,7 +72,9 @@ def discover(directory: Path, default_namespace: str = "default") -> list[Functi
 def _check_python_project(project: FunctionProject) -> None:
     init = project.path / "function" / "__init__.py"
     if not init.exists():
-        raise ConfigError(str(project.path), project.name, "a Python function needs function/__init__.py")
+        raise ConfigError(
+            str(project.path), project.name, "a Python function needs function/__init__.py"
+        )
     if not (project.path / "pyproject.toml").exists():
         raise ConfigError(str(project.path), project.name, "a Python function needs pyproject.toml")
 
@@ -92,7 +96,9 @@ def import_function(project: FunctionProject) -> Any:
         raise ConfigError(str(package_dir), project.name, f"import failed: {exc!r}") from None
     factory = getattr(module, "new", None) or getattr(module, "handle", None)
     if factory is None:
-        raise ConfigError(str(package_dir), project.name, "the package exports neither new nor handle")
+        raise ConfigError(
+            str(package_dir), project.name, "the package exports neither new nor handle"
+        )
     return factory
 
 
@@ -109,14 +115,16 @@ def _asgi_application(project: FunctionProject, instance: Any) -> ASGIApp:
     if project.invoke == "cloudevent":
         from func_python.cloudevent import ASGIApplication
     else:
-        from func_python.http import ASGIApplication  # type: ignore[assignment]
+        from func_python.http import ASGIApplication
     return ASGIApplication(instance)
 
 
 class FunctionHost:
     """Hosts the Python functions of a mesh and calls them like Knative would."""
 
-    def __init__(self, projects: Sequence[FunctionProject], extra_env: Mapping[str, str] | None = None):
+    def __init__(
+        self, projects: Sequence[FunctionProject], extra_env: Mapping[str, str] | None = None
+    ):
         self.projects = {p.name: p for p in projects}
         self.extra_env = dict(extra_env or {})
         self.hosted: dict[str, HostedFunction] = {}
@@ -133,8 +141,12 @@ class FunctionHost:
                 from func_python.cloudevent import DefaultFunction
 
                 instance = DefaultFunction(factory)
-            env = {**os.environ, **project.spec.envs, **self.extra_env,
-                   "CEMESH_FUNCTION": project.name}
+            env = {
+                **os.environ,
+                **project.spec.envs,
+                **self.extra_env,
+                "CEMESH_FUNCTION": project.name,
+            }
             if hasattr(instance, "start"):
                 result = instance.start(env)
                 if asyncio.iscoroutine(result):
@@ -158,13 +170,19 @@ class FunctionHost:
         return name in self.hosted
 
     async def call(
-        self, name: str, headers: Sequence[tuple[str, str]], body: bytes, timeout: float,
+        self,
+        name: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
         path: str = "/",
     ) -> Response:
         hosted = self.hosted.get(name)
         if hosted is None:
             raise OSError(f"function {name} is not running")
-        return await asyncio.wait_for(asgi_request(hosted.app, "POST", path, headers, body), timeout)
+        return await asyncio.wait_for(
+            asgi_request(hosted.app, "POST", path, headers, body), timeout
+        )
 
 
 async def asgi_request(
@@ -176,9 +194,17 @@ async def asgi_request(
     that costs more than the function itself on the hot delivery path.
     """
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "server": ("127.0.0.1", 0), "client": ("127.0.0.1", 0),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("127.0.0.1", 0),
+        "client": ("127.0.0.1", 0),
         "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         + [(b"content-length", str(len(body)).encode())],
     }

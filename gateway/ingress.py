@@ -46,14 +46,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> HTTPProblem:
-    return HTTPProblem(413, "Content Too Large", f"the request body is over {limit} bytes",
-                       field="body")
+    return HTTPProblem(
+        413, "Content Too Large", f"the request body is over {limit} bytes", field="body"
+    )
 
 
 async def send_problem(send: Send, problem: HTTPProblem, instance: str | None = None) -> None:
     body = body_of(problem, instance)
-    await send({"type": "http.response.start", "status": problem.status,
-                "headers": asgi_headers(problem, body)})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": problem.status,
+            "headers": asgi_headers(problem, body),
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -64,8 +70,13 @@ def parse_request(headers: dict[str, str], body: bytes) -> list[Event]:
     stamped: list[Event] = []
     for event in events:
         if TTL_ATTRIBUTE in event.attributes and ttl_of(event) <= 0:
-            raise HTTPProblem(400, "TTL Exhausted", "knativebrokerttl is exhausted",
-                              field=TTL_ATTRIBUTE, slug="ttl-exhausted")
+            raise HTTPProblem(
+                400,
+                "TTL Exhausted",
+                "knativebrokerttl is exhausted",
+                field=TTL_ATTRIBUTE,
+                slug="ttl-exhausted",
+            )
         stamped.append(ingress_stamp(event, arrival))
     return stamped
 
@@ -93,6 +104,7 @@ class Ingress:
             return
         for listener in self.accepted_listeners:
             listener(key, events)
-        await send({"type": "http.response.start", "status": 202,
-                    "headers": [(b"content-length", b"0")]})
+        await send(
+            {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+        )
         await send({"type": "http.response.body", "body": b""})

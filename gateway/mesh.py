@@ -30,9 +30,7 @@ class LoadedConfig:
 def load_mesh(settings: Settings) -> LoadedConfig:
     """Read func.yaml files and config/; raises ConfigError naming the file and object."""
     projects = discover(settings.functions, settings.namespace)
-    config = load_config(
-        settings.config, [p.subscriptions() for p in projects], settings.namespace
-    )
+    config = load_config(settings.config, [p.subscriptions() for p in projects], settings.namespace)
     return LoadedConfig(config, projects)
 
 

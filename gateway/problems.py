@@ -23,8 +23,14 @@ class HTTPProblem(Exception):
     """Raised by gateway code for a response that is not a broker error."""
 
     def __init__(
-        self, status: int, title: str, detail: str, *, field: str | None = None,
-        headers: Mapping[str, str] | None = None, slug: str | None = None,
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        slug: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -42,14 +48,19 @@ def from_exception(exc: Exception) -> HTTPProblem:
     if isinstance(exc, UnsupportedContentType):
         return HTTPProblem(415, "Unsupported Media Type", exc.message, field=exc.field)
     if isinstance(exc, InvalidEvent):
-        return HTTPProblem(400, "Invalid CloudEvent", exc.message, field=exc.field,
-                           slug="invalid-event")
+        return HTTPProblem(
+            400, "Invalid CloudEvent", exc.message, field=exc.field, slug="invalid-event"
+        )
     if isinstance(exc, UnknownBroker):
         return HTTPProblem(404, "Unknown Broker", str(exc))
     if isinstance(exc, BrokerUnavailable):
         retry = max(1, round(exc.retry_after))
-        return HTTPProblem(503, "Broker Unavailable", f"{exc}; the event was not accepted",
-                           headers={"retry-after": str(retry)})
+        return HTTPProblem(
+            503,
+            "Broker Unavailable",
+            f"{exc}; the event was not accepted",
+            headers={"retry-after": str(retry)},
+        )
     if isinstance(exc, ConfigError):
         return HTTPProblem(500, "Configuration Error", str(exc))
     if isinstance(exc, BrokerError):
@@ -72,7 +83,9 @@ def body_of(problem: HTTPProblem, instance: str | None = None) -> bytes:
 
 
 def asgi_headers(problem: HTTPProblem, body: bytes) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", PROBLEM_JSON.encode()),
-               (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
     headers.extend((k.encode(), v.encode()) for k, v in problem.headers.items())
     return headers

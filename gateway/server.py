@@ -31,21 +31,30 @@ def summary(settings: Settings, loaded: LoadedConfig) -> str:
         lines.append("  (none)")
     lines.append("functions:")
     for project in loaded.functions:
-        lines.append(f"  {project.name} ({project.runtime}, invoke {project.invoke}) {project.path}")
+        lines.append(
+            f"  {project.name} ({project.runtime}, invoke {project.invoke}) {project.path}"
+        )
     if not loaded.functions:
         lines.append("  (none)")
     if config.skipped:
         lines.append("not run locally (cluster only):")
         for obj in config.skipped:
             lines.append(f"  {obj.kind} {obj.name} ({obj.api_version}) from {obj.origin}")
-    lines.append(f"listening on {base}  (POST {base}/ publishes to default/default; docs {base}/docs)")
+    lines.append(
+        f"listening on {base}  (POST {base}/ publishes to default/default; docs {base}/docs)"
+    )
     return "\n".join(lines)
 
 
 async def serve(settings: Settings, loaded: LoadedConfig) -> None:
     app = create_app(settings, loaded=loaded)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) or None, lifespan="on",
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        lifespan="on",
     )
     await uvicorn.Server(config).serve()

@@ -15,11 +15,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CEMESH_", frozen=True, extra="ignore")
 
-    config: Path = Field(Path("config"), description="Directory of Knative YAML (Brokers, Triggers)")
+    config: Path = Field(
+        Path("config"), description="Directory of Knative YAML (Brokers, Triggers)"
+    )
     functions: Path = Field(Path("functions"), description="Directory of Knative function projects")
     host: str = Field("127.0.0.1", description="Address the gateway binds")
     port: int = Field(8080, ge=0, le=65535, description="Port the gateway binds")
-    broker_url: str = Field("memory://", description="memory:// or amqp://user:pass@host:port/vhost")
+    broker_url: str = Field(
+        "memory://", description="memory:// or amqp://user:pass@host:port/vhost"
+    )
     state_url: str = Field("memory://", description="memory:// or redis://host:port/db")
     namespace: str = Field("default", description="Namespace of objects that name none")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted request body")

@@ -6,7 +6,6 @@ dispatcher runs (BASELINES.md), and delivery is the hot path.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import aiohttp
@@ -33,7 +32,10 @@ class MeshTransport:
             self._session = None
 
     async def post(
-        self, destination: Destination, headers: Sequence[tuple[str, str]], body: bytes,
+        self,
+        destination: Destination,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
         timeout: float,
     ) -> Response:
         if destination.function is not None:
@@ -48,7 +50,9 @@ class MeshTransport:
             raise OSError("transport is closed")
         try:
             async with self._session.post(
-                url, data=body, headers=list(headers),
+                url,
+                data=body,
+                headers=list(headers),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 payload = await response.read()
@@ -57,5 +61,5 @@ class MeshTransport:
                 )
         except aiohttp.ClientError as exc:
             raise OSError(str(exc) or type(exc).__name__) from exc
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"no answer within {timeout:g}s") from None

@@ -54,7 +54,9 @@ def test_valid_event_is_accepted_and_preserved(case: dict[str, Any]) -> None:
     # And it survives binary mode unchanged (all attributes, data bytes).
     headers, body = to_binary(event)
     _, (again,) = from_http(dict(headers), body)
-    assert {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in event.attributes.items()} == dict(again.attributes)
+    assert {
+        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in event.attributes.items()
+    } == dict(again.attributes)
     assert again.data == event.data
 
 

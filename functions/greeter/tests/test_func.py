@@ -11,8 +11,13 @@ from function import new
 
 def _event(data):
     return CloudEvent(
-        {"type": "com.example.greet.request", "source": "/test", "id": "req-1",
-         "specversion": "1.0", "datacontenttype": "application/json"},
+        {
+            "type": "com.example.greet.request",
+            "source": "/test",
+            "id": "req-1",
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+        },
         data,
     )
 
