@@ -47,6 +47,7 @@ class Message(Protocol):
 
 
 Handler = Callable[[Message], Awaitable[None]]
+ReplyHandler = Callable[[Event], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +90,9 @@ class Broker(Protocol):
     async def remove_dead_letters(self, trigger: str, ids: Sequence[str]) -> int:
         """Delete parked events (all when `ids` is empty); returns how many."""
         ...
+
+    async def listen_replies(self, replica: str, handler: ReplyHandler) -> None:
+        """Receive reply events addressed to this gateway replica (request-reply)."""
+
+    async def send_reply(self, replica: str, event: Event) -> None:
+        """Route a reply to the replica waiting for it; best effort, no error if it is gone."""

@@ -114,6 +114,24 @@ def reply_stamp(request: Event, reply: Event) -> Event | None:
     return Event(attributes, reply.data)
 
 
+def reply_replica(event: Event) -> str | None:
+    """The gateway replica a reply is addressed to (`replyid` is `<replica>:<token>`)."""
+    reply_id = event.text("replyid")
+    if reply_id and ":" in reply_id:
+        return reply_id.split(":", 1)[0]
+    return None
+
+
+async def route_reply(broker: Broker, event: Event) -> None:
+    """Hand a reply to the request-reply waiter of its replica (best effort)."""
+    replica = reply_replica(event)
+    if replica is not None:
+        try:
+            await broker.send_reply(replica, event)
+        except BrokerError as exc:
+            log.warning("reply %s not routed to replica %s: %s", event.id, replica, exc)
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
     if not value:
@@ -287,6 +305,7 @@ class Dispatcher:
                     await message.retry(1.0)
                     return
                 self.stats.replies += 1
+                await route_reply(self.broker, reply)
         self.stats.delivered += 1
         self.stats.count(trigger.key, "delivered")
         await message.ack()

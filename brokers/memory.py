@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from brokers.base import DeadLetter, Handler
+from brokers.base import DeadLetter, Handler, ReplyHandler
 from brokers.errors import BrokerError, BrokerUnavailable, UnknownBroker
 from brokers.event import Event
 from brokers.triggers import MeshConfig, TriggerSpec
@@ -86,6 +86,7 @@ class MemoryBroker:
         self._dead: dict[str, dict[str, Event]] = defaultdict(dict)
         self._ids = itertools.count(1)
         self._open = False
+        self._reply_handlers: dict[str, ReplyHandler] = {}
 
     async def open(self, config: MeshConfig) -> None:
         self._indexes = {key: TriggerIndex(config.triggers_of(key)) for key in config.brokers}
@@ -178,3 +179,13 @@ class MemoryBroker:
             parked.clear()
             return count
         return sum(parked.pop(i, None) is not None for i in ids)
+
+    async def listen_replies(self, replica: str, handler: ReplyHandler) -> None:
+        self._reply_handlers[replica] = handler
+
+    async def send_reply(self, replica: str, event: Event) -> None:
+        if not self._open:
+            raise BrokerUnavailable("the broker is closed")
+        handler = self._reply_handlers.get(replica)
+        if handler is not None:
+            handler(event)

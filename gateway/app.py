@@ -17,7 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokers.base import Broker
-from gateway.ingress import Ingress
+from gateway.auth import load_tokens
+from gateway.direct import functions_router
+from gateway.guard import Guard, MemoryRateLimiter, function_namespace_lookup
+from gateway.ingress import Ingress, RequestReply
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
 from gateway.settings import Settings
@@ -113,10 +116,27 @@ def create_app(
             {"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503
         )
 
-    ingress = Ingress(lambda: holder["mesh"])
+    def get_mesh() -> Mesh:
+        return holder["mesh"]
+
+    app.include_router(functions_router(get_mesh))
+    ingress = Ingress(get_mesh)
     app.state.ingress = ingress
+    request_reply = RequestReply(ingress, get_mesh)
     app.router.routes.append(Route("/", ingress, methods=["POST"]))
     app.router.routes.append(Route("/{namespace}/{broker}", ingress, methods=["POST"]))
+    app.router.routes.append(
+        Route("/{namespace}/{broker}/request", request_reply, methods=["POST"])
+    )
+    app.add_middleware(
+        Guard,
+        tokens=load_tokens(settings.tokens_file),
+        limiter=MemoryRateLimiter(),
+        max_concurrency=settings.max_concurrency,
+        function_namespace=function_namespace_lookup(lambda: holder.get("mesh")),
+        default_rate=settings.rate_limit,
+        default_burst=settings.rate_burst,
+    )
 
     default_openapi = app.openapi
 
@@ -130,6 +150,25 @@ def create_app(
         ]
         schema["paths"]["/{namespace}/{broker}"] = {
             "post": {**INGRESS_DOC, "tags": ["ingress"], "parameters": params}
+        }
+        schema["paths"]["/{namespace}/{broker}/request"] = {
+            "post": {
+                **INGRESS_DOC,
+                "tags": ["request-reply"],
+                "parameters": [
+                    *params,
+                    {
+                        "name": "timeout",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number"},
+                        "description": "seconds to wait (default 30)",
+                    },
+                ],
+                "summary": "Publish one event and wait for the event whose replyid matches",
+                "description": "Stamps `correlationid`; 200 with the reply in binary mode, "
+                "504 problem+json when none arrives within the timeout.",
+            }
         }
         schema["paths"]["/"] = {
             "post": {**INGRESS_DOC, "tags": ["ingress"], "summary": "Publish to default/default"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -54,7 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", dest="state_url", help="memory:// or redis://... (default memory://)"
     )
     up.add_argument("--log-format", choices=["text", "json"], help="log format (default text)")
+    up.add_argument("--tokens-file", type=Path, help="YAML of hashed bearer tokens")
+    up.add_argument(
+        "--allow-open",
+        action="store_true",
+        default=None,
+        help="serve without tokens on a non-loopback address (anyone can publish)",
+    )
     up.set_defaults(run=cmd_up)
+
+    token = sub.add_parser("token", help="bearer tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    new = token_sub.add_parser("new", help="print a new token and its tokens-file entry")
+    new.add_argument("--name", required=True)
+    new.add_argument("--namespace", action="append", default=[], dest="namespaces")
+    new.set_defaults(run=cmd_token_new)
 
     send = sub.add_parser("send", help="send one CloudEvent and print the answer")
     send.add_argument("url")
@@ -67,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--ext", action="append", default=[], metavar="NAME=VALUE")
     send.add_argument("--mode", choices=["binary", "structured"], default="binary")
     send.add_argument("--timeout", type=float, default=30.0)
+    send.add_argument(
+        "--token",
+        default=os.environ.get("CEMESH_TOKEN"),
+        help="bearer token (default: $CEMESH_TOKEN)",
+    )
     send.set_defaults(run=cmd_send)
     return parser
 
@@ -78,7 +98,17 @@ def settings_from(args: argparse.Namespace) -> Any:
 
     overrides = {
         key: value
-        for key in ("config", "functions", "host", "port", "broker_url", "state_url", "log_format")
+        for key in (
+            "config",
+            "functions",
+            "host",
+            "port",
+            "broker_url",
+            "state_url",
+            "log_format",
+            "tokens_file",
+            "allow_open",
+        )
         if (value := getattr(args, key, None)) is not None
     }
     try:
@@ -91,6 +121,7 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from gateway.auth import load_tokens
     from gateway.logs import configure
     from gateway.mesh import load_mesh
     from gateway.server import serve, summary
@@ -98,8 +129,41 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure(settings.log_level, settings.log_format)
     loaded = load_mesh(settings)
+    tokens = load_tokens(settings.tokens_file)
+    if not tokens and not settings.allow_open and not is_loopback(settings.host):
+        raise CliError(
+            f"refusing to serve {settings.host} without tokens: set --tokens-file, "
+            "or --allow-open to let anyone publish"
+        )
     print(summary(settings, loaded), flush=True)
+    if not tokens:
+        print(
+            f"cemesh: open mode, no tokens: anyone who reaches {settings.host} can publish",
+            flush=True,
+        )
     asyncio.run(serve(settings, loaded))
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_token_new(args: argparse.Namespace) -> int:
+    from gateway.auth import new_token
+
+    token, digest = new_token()
+    namespaces = args.namespaces or ["default"]
+    print(f"token: {token}")
+    print("tokens-file entry (the token itself is not stored):")
+    print(f"  - name: {args.name}\n    sha256: {digest}\n    namespaces: {namespaces}")
     return 0
 
 
@@ -139,7 +203,10 @@ def build_event(args: argparse.Namespace) -> Event:
 def cmd_send(args: argparse.Namespace) -> int:
     event = build_event(args)
     headers, body = to_binary(event) if args.mode == "binary" else to_structured(event)
-    request = urllib.request.Request(args.url, data=body, method="POST", headers=dict(headers))
+    request_headers = dict(headers)
+    if args.token:
+        request_headers["Authorization"] = f"Bearer {args.token}"
+    request = urllib.request.Request(args.url, data=body, method="POST", headers=request_headers)
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:
             status, reply_headers, payload = (

@@ -9,12 +9,14 @@ type, 503 not accepted (retry).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
-from brokers.codec import from_http, headers_from_asgi
-from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, ttl_of
+from brokers.codec import BATCH, from_http, headers_from_asgi, media_type, to_binary
+from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_reply, ttl_of
 from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
 from gateway.problems import HTTPProblem, asgi_headers, body_of, from_exception
@@ -88,23 +90,105 @@ class Ingress:
         self._mesh = mesh_ref
         self.accepted_listeners: list[Callable[[str, list[Event]], None]] = []
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        mesh = self._mesh()
+    async def read_events(
+        self, mesh: Any, scope: Scope, receive: Receive
+    ) -> tuple[str, list[Event]]:
+        """Broker key and stamped events of a request (raises HTTPProblem / BrokerError)."""
         params = scope.get("path_params") or {}
         key = f"{params.get('namespace', 'default')}/{params.get('broker', 'default')}"
+        if key not in mesh.config.brokers:
+            raise UnknownBroker(f"broker {key} does not exist")
+        headers = headers_from_asgi(scope["headers"])
+        batch = media_type(headers.get("content-type")) == BATCH
+        limit = mesh.settings.max_batch_bytes if batch else mesh.settings.max_body_bytes
+        body = await read_body(scope, receive, limit)
+        return key, parse_request(headers, body)
+
+    async def publish(self, mesh: Any, key: str, events: list[Event]) -> None:
+        if events:
+            await mesh.broker.publish(key, events)
+        for listener in self.accepted_listeners:
+            listener(key, events)
+        for event in events:
+            if "replyid" in event.attributes:
+                await route_reply(mesh.broker, event)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mesh = self._mesh()
         try:
-            if key not in mesh.config.brokers:
-                raise UnknownBroker(f"broker {key} does not exist")
-            body = await read_body(scope, receive, mesh.settings.max_body_bytes)
-            events = parse_request(headers_from_asgi(scope["headers"]), body)
-            if events:
-                await mesh.broker.publish(key, events)
+            key, events = await self.read_events(mesh, scope, receive)
+            await self.publish(mesh, key, events)
         except (HTTPProblem, BrokerError) as exc:
             await send_problem(send, from_exception(exc), scope.get("path"))
             return
-        for listener in self.accepted_listeners:
-            listener(key, events)
         await send(
             {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
         )
         await send({"type": "http.response.body", "body": b""})
+
+
+class RequestReply:
+    """`POST /{namespace}/{broker}/request`: publish with a `correlationid`, answer with the
+    first event whose `replyid` matches (200, binary mode) or 504 at the timeout."""
+
+    def __init__(self, ingress: Ingress, mesh_ref: Callable[[], Any]) -> None:
+        self._ingress = ingress
+        self._mesh = mesh_ref
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mesh = self._mesh()
+        try:
+            timeout = _timeout(scope, mesh.settings)
+            key, events = await self._ingress.read_events(mesh, scope, receive)
+            if len(events) != 1:
+                raise HTTPProblem(
+                    400, "One Event Expected", "a request must be a single event", field="body"
+                )
+            correlation = mesh.replies.new_correlation_id()
+            request = Event({**events[0].attributes, "correlationid": correlation}, events[0].data)
+            waiter = mesh.replies.expect(correlation)
+            try:
+                await self._ingress.publish(mesh, key, [request])
+                reply = await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise HTTPProblem(
+                    504,
+                    "No Reply",
+                    f"no reply within {timeout:g}s",
+                    field="timeout",
+                    slug="no-reply",
+                ) from None
+            finally:
+                mesh.replies.forget(correlation)
+        except (HTTPProblem, BrokerError) as exc:
+            await send_problem(send, from_exception(exc), scope.get("path"))
+            return
+        await send_event(send, 200, reply)
+
+
+async def send_event(send: Send, status: int, event: Event) -> None:
+    """Answer with an event in binary mode."""
+    headers, body = to_binary(event)
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _timeout(scope: Scope, settings: Any) -> float:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    raw = (query.get("timeout") or [None])[0]
+    if raw is None:
+        return float(settings.request_timeout)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= settings.request_timeout_max:
+        raise HTTPProblem(
+            400,
+            "Invalid Timeout",
+            f"timeout must be a number of seconds in (0, {settings.request_timeout_max:g}]",
+            field="timeout",
+        )
+    return value

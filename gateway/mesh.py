@@ -15,6 +15,7 @@ from brokers.dispatch import Dispatcher
 from brokers.memory import MemoryBroker
 from brokers.triggers import MeshConfig, load_config
 from gateway.functions import FunctionHost, FunctionProject, discover
+from gateway.replies import ReplyHub
 from gateway.settings import Settings
 from gateway.transport import MeshTransport
 
@@ -53,6 +54,7 @@ class Mesh:
     functions: FunctionHost
     transport: MeshTransport
     dispatcher: Dispatcher
+    replies: ReplyHub
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,12 +70,14 @@ class Mesh:
         functions = FunctionHost(loaded.functions, {"CEMESH_STATE_URL": settings.state_url})
         transport = MeshTransport(functions)
         dispatcher = Dispatcher(loaded.config, broker, transport)
-        return cls(settings, loaded, broker, functions, transport, dispatcher)
+        replies = ReplyHub(settings.replica)
+        return cls(settings, loaded, broker, functions, transport, dispatcher, replies)
 
     async def start(self) -> None:
         await self.functions.start()
         await self.transport.open()
         await self.broker.open(self.config)
+        await self.broker.listen_replies(self.replies.replica, self.replies.deliver)
         await self.dispatcher.start()
 
     async def stop(self) -> None:

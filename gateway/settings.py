@@ -6,6 +6,7 @@ Every field is also an environment variable with the `CEMESH_` prefix (`CEMESH_B
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from pydantic import Field
@@ -26,7 +27,19 @@ class Settings(BaseSettings):
     )
     state_url: str = Field("memory://", description="memory:// or redis://host:port/db")
     namespace: str = Field("default", description="Namespace of objects that name none")
-    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest accepted request body")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest single-event request body")
+    max_batch_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest batch request body")
+    max_concurrency: int = Field(1024, gt=0, description="Concurrent requests before 503")
+    tokens_file: Path | None = Field(None, description="YAML of hashed bearer tokens (see auth)")
+    allow_open: bool = Field(False, description="Serve without tokens on a non-loopback address")
+    rate_limit: float | None = Field(None, gt=0, description="Default requests/s per token")
+    rate_burst: int | None = Field(None, gt=0, description="Default burst per token")
+    request_timeout: float = Field(30.0, gt=0, description="Default request-reply wait (s)")
+    request_timeout_max: float = Field(300.0, gt=0, description="Largest ?timeout= accepted (s)")
+    replica: str = Field(
+        default_factory=lambda: uuid.uuid4().hex[:12],
+        description="This replica's id (request-reply routing)",
+    )
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight deliveries may finish")
     log_format: str = Field("text", pattern="^(text|json)$", description="text or json logs")
     log_level: str = Field("INFO", description="Python logging level")
