@@ -21,6 +21,7 @@ from gateway.auth import load_tokens
 from gateway.direct import functions_router
 from gateway.guard import Guard, MemoryRateLimiter, function_namespace_lookup
 from gateway.ingress import Ingress, RequestReply
+from gateway.webhooks import webhooks_router
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
 from gateway.settings import Settings
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(functions_router(get_mesh))
     ingress = Ingress(get_mesh)
     app.state.ingress = ingress
+    app.include_router(webhooks_router(get_mesh, ingress))
     request_reply = RequestReply(ingress, get_mesh)
     app.router.routes.append(Route("/", ingress, methods=["POST"]))
     app.router.routes.append(Route("/{namespace}/{broker}", ingress, methods=["POST"]))

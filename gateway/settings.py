@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     rate_burst: int | None = Field(None, gt=0, description="Default burst per token")
     request_timeout: float = Field(30.0, gt=0, description="Default request-reply wait (s)")
     request_timeout_max: float = Field(300.0, gt=0, description="Largest ?timeout= accepted (s)")
+    github_secret: str | None = Field(None, description="GitHub webhook secret (HMAC-SHA256)")
+    gitlab_token: str | None = Field(None, description="GitLab webhook secret token")
+    tekton_token: str | None = Field(None, description="Shared token for Tekton's events sink")
+    allow_unsigned_webhooks: bool = Field(False, description="Accept webhooks with no secret set")
+    webhook_broker: str = Field("default/default", description="Broker webhooks publish to")
     replica: str = Field(
         default_factory=lambda: uuid.uuid4().hex[:12],
         description="This replica's id (request-reply routing)",
