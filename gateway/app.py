@@ -21,10 +21,10 @@ from gateway.auth import load_tokens
 from gateway.direct import functions_router
 from gateway.guard import Guard, MemoryRateLimiter, function_namespace_lookup
 from gateway.ingress import Ingress, RequestReply
-from gateway.webhooks import webhooks_router
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
 from gateway.settings import Settings
+from gateway.webhooks import webhooks_router
 
 INGRESS_DOC = {
     "summary": "Publish CloudEvents to a broker (Knative broker ingress)",
