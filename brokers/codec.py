@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -21,6 +20,8 @@ from brokers.event import (
     Event,
     attribute_text,
     is_json_content_type,
+    json_dumps,
+    json_loads,
     validate_attributes,
 )
 
@@ -30,7 +31,6 @@ Headers = list[tuple[str, str]]
 STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
-_JSON_DUMPS: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode_header_value(value: str) -> str:
@@ -125,7 +125,7 @@ def from_http(headers: Mapping[str, str], body: bytes) -> tuple[Mode, list[Event
 
 def _load_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json_loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"body is not valid JSON: {exc}", field="body") from exc
 
@@ -193,7 +193,7 @@ def from_json_object(obj: Any, *, where: str = "") -> Event:
         ):
             payload = data.encode("utf-8")
         else:
-            payload = _JSON_DUMPS(data).encode("utf-8")
+            payload = json_dumps(data)
     return Event(checked, payload)
 
 
@@ -219,17 +219,17 @@ def to_binary(event: Event) -> tuple[Headers, bytes]:
 
 
 def to_structured(event: Event) -> tuple[Headers, bytes]:
-    body = _JSON_DUMPS(event.to_dict()).encode("utf-8")
+    body = json_dumps(event.to_dict())
     return [("content-type", STRUCTURED + "; charset=utf-8")], body
 
 
 def to_batch(events: Iterable[Event]) -> tuple[Headers, bytes]:
-    body = _JSON_DUMPS([event.to_dict() for event in events]).encode("utf-8")
+    body = json_dumps([event.to_dict() for event in events])
     return [("content-type", BATCH + "; charset=utf-8")], body
 
 
 def to_json(event: Event) -> str:
-    return _JSON_DUMPS(event.to_dict())
+    return json_dumps(event.to_dict()).decode("utf-8")
 
 
 def headers_from_asgi(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from brokers.errors import InvalidEvent
 
 AttributeValue = str | int | bool
@@ -37,6 +39,22 @@ _RFC3339: Final = re.compile(
 # RFC 2046 media type: type "/" subtype, then optional parameters.
 _MEDIA_TYPE: Final = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+(\s*;.*)?", re.ASCII)
 _ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S*")
+
+
+_STD_DUMPS: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_loads(data: bytes | str) -> Any:
+    """Parse JSON strictly (invalid UTF-8 and NaN are errors). orjson: ~3x the stdlib."""
+    return orjson.loads(data)
+
+
+def json_dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON; the stdlib covers what orjson refuses (integers over 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _STD_DUMPS(value).encode("utf-8")
 
 
 def is_json_content_type(content_type: str | None) -> bool:
@@ -155,7 +173,7 @@ class Event:
         """The data parsed as JSON (raises ValueError when it is not JSON)."""
         if self.data is None:
             return None
-        return json.loads(self.data)
+        return json_loads(self.data)
 
     def data_value(self) -> Any:
         """Data as the JSON format would carry it in `data`: a JSON value or a string.
@@ -166,7 +184,7 @@ class Event:
             return None
         if is_json_content_type(self.datacontenttype):
             try:
-                return json.loads(self.data)
+                return json_loads(self.data)
             except ValueError:
                 return self.data
         media = (self.datacontenttype or "").split(";", 1)[0].strip().lower()
