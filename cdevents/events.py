@@ -366,6 +366,7 @@ class EventType(Generic[C]):
     version: str
     content: type[C] = field(repr=False)
     subject_type: str | None = None  # ticket.closed alone allows `subject.type: "ticket"`
+    loose_source: bool = False  # test* schemas: any `source` string, no uri-reference format
 
     @property
     def type(self) -> str:
@@ -413,14 +414,14 @@ def _types() -> dict[str, EventType[Any]]:
         EventType("service", "upgraded", v3, ServiceArtifact),
         EventType("taskrun", "finished", v3, TaskRunFinished),
         EventType("taskrun", "started", v3, TaskRun),
-        EventType("testcaserun", "finished", v3, TestCaseRunFinished),
-        EventType("testcaserun", "queued", v3, TestCaseRunStarted),
-        EventType("testcaserun", "skipped", v2, TestCaseRunSkipped),
-        EventType("testcaserun", "started", v3, TestCaseRunStarted),
-        EventType("testoutput", "published", v3, TestOutputPublished),
-        EventType("testsuiterun", "finished", v3, TestSuiteRunFinished),
-        EventType("testsuiterun", "queued", v3, TestSuiteRunStarted),
-        EventType("testsuiterun", "started", v3, TestSuiteRunStarted),
+        EventType("testcaserun", "finished", v3, TestCaseRunFinished, loose_source=True),
+        EventType("testcaserun", "queued", v3, TestCaseRunStarted, loose_source=True),
+        EventType("testcaserun", "skipped", v2, TestCaseRunSkipped, loose_source=True),
+        EventType("testcaserun", "started", v3, TestCaseRunStarted, loose_source=True),
+        EventType("testoutput", "published", v3, TestOutputPublished, loose_source=True),
+        EventType("testsuiterun", "finished", v3, TestSuiteRunFinished, loose_source=True),
+        EventType("testsuiterun", "queued", v3, TestSuiteRunStarted, loose_source=True),
+        EventType("testsuiterun", "started", v3, TestSuiteRunStarted, loose_source=True),
         EventType("ticket", "closed", v2, TicketClosed, subject_type="ticket"),
         EventType("ticket", "created", v2, TicketCreated),
         EventType("ticket", "updated", v2, TicketUpdated),

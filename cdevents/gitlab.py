@@ -130,7 +130,9 @@ class _Delivery:
         return {"source": self.source, "subject_id": subject_id, "id": mapped_id}
 
     def web_url(self) -> str:
-        return self.p.maybe_text("project.web_url") or self.p.text("repository.homepage")
+        """The project's web URL (older job hooks have only `repository.homepage`)."""
+        url = self.p.maybe_text("project.web_url") or self.p.maybe_text("repository.homepage")
+        return url or self.p.text("project.web_url")  # raises, naming the modern field
 
     def path(self) -> str:
         return self.p.text("project.path_with_namespace")
