@@ -132,9 +132,9 @@ class _Run:
             "links": [build.relation_link(cause), build.path_link(cause)] if cause else None,
         }
 
-    def uri(self, plural: str, name: str | None = None) -> str:
-        path = f"namespaces/{self.namespace}/{plural}/{name or self.name}"
-        return f"{self.api_url}/apis/tekton.dev/v1/{path}"
+    def uri(self, plural: str) -> str:
+        """The run's URI on the Kubernetes API (`plural`: pipelineruns or taskruns)."""
+        return f"{self.api_url}/apis/tekton.dev/v1/namespaces/{self.namespace}/{plural}/{self.name}"
 
     def condition(self) -> tuple[str, str | None, str | None]:
         """Status, reason and message of the Succeeded condition."""

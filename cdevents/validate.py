@@ -172,14 +172,6 @@ def _key(path: str, key: str) -> str:
     return f"{path}.{key}" if _IDENTIFIER.fullmatch(key) else f"{path}[{json.dumps(key)}]"
 
 
-def _describe(shape: Shape) -> str:
-    if isinstance(shape, Str):
-        return "a string"
-    if isinstance(shape, Arr):
-        return "an array"
-    return "an object" if isinstance(shape, Obj) else "a value"
-
-
 def check(shape: Shape, value: object, path: str, out: list[Problem]) -> None:
     """Append to `out` every way `value` (at JSON path `path`) does not fit `shape`."""
     if isinstance(shape, Str):
@@ -230,24 +222,42 @@ def _check_any_of(shape: AnyOf, value: object, path: str, out: list[Problem]) ->
         if not found:
             return
         attempts.append(found)
-    chosen = _discriminated(shape, value)
-    if chosen is not None:
-        out.extend(attempts[chosen])
+    tags = _tags(shape)
+    if tags is not None and isinstance(value, dict):
+        key, values = tags
+        if value.get(key) in values:  # a link says which shape it has: report that one's faults
+            out.extend(attempts[values.index(value[key])])
+            return
+        out.append(Problem(path, f"must be an object whose {key} is one of {', '.join(values)}"))
         return
-    kinds = " or ".join(dict.fromkeys(_describe(option) for option in shape.options))
-    out.append(Problem(path, f"must be {kinds} of an allowed shape"))
+    out.append(Problem(path, f"must be {_kinds(shape)}"))
 
 
-def _discriminated(shape: AnyOf, value: object) -> int | None:
-    """The option whose single-value enum field (such as `linkType`) `value` carries."""
-    if not isinstance(value, dict):
-        return None
-    for index, option in enumerate(shape.options):
-        if isinstance(option, Obj):
-            for name, field_shape in option.fields.items():
-                if isinstance(field_shape, Str) and field_shape.enum == (value.get(name),):
-                    return index
-    return None
+def _tags(shape: AnyOf) -> tuple[str, list[str]] | None:
+    """The field (such as `linkType`) whose single allowed value tells the options apart."""
+    found: list[tuple[str, str]] = []
+    for option in shape.options:
+        if not isinstance(option, Obj):
+            return None
+        tag = next(
+            (
+                (name, field.enum[0])
+                for name, field in option.fields.items()
+                if isinstance(field, Str) and field.enum is not None and len(field.enum) == 1
+            ),
+            None,
+        )
+        if tag is None:
+            return None
+        found.append(tag)
+    keys = {key for key, _ in found}
+    return (found[0][0], [value for _, value in found]) if len(keys) == 1 else None
+
+
+def _kinds(shape: AnyOf) -> str:
+    names = {Str: "a string", Arr: "an array", Obj: "an object"}
+    kinds = [names.get(type(option), "a value") for option in shape.options]
+    return " or ".join(dict.fromkeys(kinds))
 
 
 # -- documents -------------------------------------------------------------------------------
