@@ -573,3 +573,13 @@ def test_many_signatures_stay_bounded() -> None:
     index = FilterIndex(entries)
     event = _event(type="t", x0="1", x1="1", x5="1")
     assert sorted(index.matching(event)) == [("x0", "x1"), ("x0", "x5"), ("x1", "x5")]
+
+
+def test_index_agrees_on_the_benchmark_workload() -> None:
+    from bench.bench_filters import events, triggers
+
+    specs, stream = triggers(1000), events(300)
+    index = FilterIndex((t.name, t.filter) for t in specs)
+    for event in stream:
+        expected = sorted(t.name for t in specs if t.filter.matches(event))
+        assert sorted(index.matching(event)) == expected
