@@ -19,27 +19,20 @@ from dataclasses import dataclass, field
 from brokers.base import DeadLetter, Handler, ReplyHandler
 from brokers.errors import BrokerError, BrokerUnavailable, UnknownBroker
 from brokers.event import Event
+from brokers.filterindex import FilterIndex
 from brokers.triggers import MeshConfig, TriggerSpec
 
 log = logging.getLogger(__name__)
 
 
 class TriggerIndex:
-    """Triggers of one broker, looked up by the event's type first."""
+    """Triggers of one broker, looked up by their exact values first (brokers/filterindex)."""
 
     def __init__(self, triggers: Sequence[TriggerSpec]) -> None:
-        self.by_type: dict[str, list[TriggerSpec]] = defaultdict(list)
-        self.any_type: list[TriggerSpec] = []
-        for trigger in triggers:
-            wanted = trigger.filter.exact.get("type")
-            if wanted is None:
-                self.any_type.append(trigger)
-            else:
-                self.by_type[wanted].append(trigger)
+        self._index = FilterIndex((t, t.filter) for t in triggers)
 
     def matching(self, event: Event) -> list[TriggerSpec]:
-        typed = self.by_type.get(event.type, ())
-        return [t for t in (*typed, *self.any_type) if t.filter.matches(event)]
+        return self._index.matching(event)
 
 
 @dataclass(slots=True)

@@ -20,6 +20,8 @@ from typing import Any
 from brokers.codec import from_http, to_binary, to_structured
 from brokers.errors import ConfigError, InvalidEvent
 from brokers.event import Event
+from gateway import cli_cesql
+from gateway.cli_admin import add_commands as add_admin_commands
 
 
 class CliError(Exception):
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="bearer token (default: $CEMESH_TOKEN)",
     )
     send.set_defaults(run=cmd_send)
+    cli_cesql.add_commands(sub)
+    add_admin_commands(sub)  # state hook (issue 5): replay, events, dlq
     return parser
 
 
