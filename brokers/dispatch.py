@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from brokers.base import Broker, Message
 from brokers.codec import from_http, to_binary
@@ -30,6 +30,9 @@ from brokers.delivery import DeliverySpec, Destination
 from brokers.errors import BrokerError, InvalidEvent
 from brokers.event import Event
 from brokers.triggers import MeshConfig, TriggerSpec
+
+if TYPE_CHECKING:
+    from brokers.state import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +230,7 @@ class Dispatcher:
         self.stats = Stats()
         self._inflight: set[asyncio.Task[None]] = set()
         self.listeners: list[Any] = []
+        self.ledger: Ledger | None = None  # state hook (issue 5), set by the mesh
 
     async def start(self) -> None:
         for trigger in self.config.triggers:
@@ -255,6 +259,14 @@ class Dispatcher:
         if not message.matched and not trigger.filter.matches(event):
             await message.ack()
             return
+        # --- state hook (issue 5): replay targeting and delivery dedup, see brokers/state
+        if self.ledger is not None:
+            checked = await self.ledger.before_delivery(trigger, message)
+            if checked is None:
+                await message.ack()
+                return
+            event = checked
+        # --- end state hook
         delivery = trigger.delivery
         if message.attempt > delivery.retry and "knativeerrordest" in event.attributes:
             await self._dead_letter(trigger, message, event)
@@ -306,6 +318,8 @@ class Dispatcher:
                     return
                 self.stats.replies += 1
                 await route_reply(self.broker, reply)
+        if self.ledger is not None:  # state hook (issue 5): mark before the ack
+            await self.ledger.delivered(trigger, message.event)
         self.stats.delivered += 1
         self.stats.count(trigger.key, "delivered")
         await message.ack()

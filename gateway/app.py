@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokers.base import Broker
+from gateway.admin import admin_router
 from gateway.auth import load_tokens
 from gateway.direct import functions_router
 from gateway.guard import Guard, MemoryRateLimiter, function_namespace_lookup
@@ -73,7 +74,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mesh = Mesh.build(settings, loaded, broker)
+        mesh = Mesh.build(settings, loaded, broker, state=state)  # state hook (issue 5)
         holder["mesh"] = mesh
         app.state.mesh = mesh
         await mesh.start()
@@ -121,6 +122,7 @@ def create_app(
         return holder["mesh"]
 
     app.include_router(functions_router(get_mesh))
+    app.include_router(admin_router(get_mesh))  # state hook (issue 5): /admin/... API
     ingress = Ingress(get_mesh)
     app.state.ingress = ingress
     app.include_router(webhooks_router(get_mesh, ingress))

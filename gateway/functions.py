@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,8 @@ class FunctionHost:
         self.projects = {p.name: p for p in projects}
         self.extra_env = dict(extra_env or {})
         self.hosted: dict[str, HostedFunction] = {}
+        # state hook (issue 5): per-function env (REDIS_URL, CEMESH_STATE_PREFIX), set by Mesh
+        self.env_for: Callable[[FunctionProject], Mapping[str, str]] | None = None
 
     async def start(self) -> None:
         for project in self.projects.values():
@@ -147,6 +149,8 @@ class FunctionHost:
                 **self.extra_env,
                 "CEMESH_FUNCTION": project.name,
             }
+            if self.env_for is not None:  # state hook (issue 5)
+                env.update(self.env_for(project))
             if hasattr(instance, "start"):
                 result = instance.start(env)
                 if asyncio.iscoroutine(result):

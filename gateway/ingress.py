@@ -19,6 +19,7 @@ from brokers.codec import BATCH, from_http, headers_from_asgi, media_type, to_bi
 from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_reply, ttl_of
 from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
+from brokers.state import duplicate_headers
 from gateway.problems import HTTPProblem, asgi_headers, body_of, from_exception
 
 log = logging.getLogger(__name__)
@@ -104,25 +105,29 @@ class Ingress:
         body = await read_body(scope, receive, limit)
         return key, parse_request(headers, body)
 
-    async def publish(self, mesh: Any, key: str, events: list[Event]) -> None:
-        if events:
-            await mesh.broker.publish(key, events)
+    async def publish(self, mesh: Any, key: str, events: list[Event]) -> list[tuple[bytes, bytes]]:
+        # --- state hook (issue 5): dedup, publish what is new, event log; see brokers/state
+        admission = await mesh.ledger.publish(mesh.broker, key, events)
+        events = admission.published
+        # --- end state hook
         for listener in self.accepted_listeners:
             listener(key, events)
         for event in events:
             if "replyid" in event.attributes:
                 await route_reply(mesh.broker, event)
+        return duplicate_headers(admission)  # state hook (issue 5)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mesh = self._mesh()
         try:
             key, events = await self.read_events(mesh, scope, receive)
-            await self.publish(mesh, key, events)
+            extra = await self.publish(mesh, key, events)  # state hook (issue 5): extra headers
         except (HTTPProblem, BrokerError) as exc:
             await send_problem(send, from_exception(exc), scope.get("path"))
             return
         await send(
-            {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+            {"type": "http.response.start", "status": 202,
+             "headers": [(b"content-length", b"0"), *extra]}
         )
         await send({"type": "http.response.body", "body": b""})
 

@@ -13,6 +13,7 @@ from typing import Any
 from brokers.base import Broker
 from brokers.dispatch import Dispatcher
 from brokers.memory import MemoryBroker
+from brokers.state import Ledger, State, broker_policies, function_env, make_ledger
 from brokers.triggers import MeshConfig, load_config
 from gateway.functions import FunctionHost, FunctionProject, discover
 from gateway.replies import ReplyHub
@@ -32,6 +33,7 @@ def load_mesh(settings: Settings) -> LoadedConfig:
     """Read func.yaml files and config/; raises ConfigError naming the file and object."""
     projects = discover(settings.functions, settings.namespace)
     config = load_config(settings.config, [p.subscriptions() for p in projects], settings.namespace)
+    broker_policies(config)  # state hook (issue 5): bad cemesh.dev/ annotations fail here
     return LoadedConfig(config, projects)
 
 
@@ -55,7 +57,12 @@ class Mesh:
     transport: MeshTransport
     dispatcher: Dispatcher
     replies: ReplyHub
+    ledger: Ledger  # state hook (issue 5): dedup, event log, delivery marks
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> State:  # state hook (issue 5)
+        return self.ledger.state
 
     @property
     def config(self) -> MeshConfig:
@@ -63,17 +70,24 @@ class Mesh:
 
     @classmethod
     def build(
-        cls, settings: Settings, loaded: LoadedConfig | None = None, broker: Broker | None = None
+        cls, settings: Settings, loaded: LoadedConfig | None = None, broker: Broker | None = None,
+        state: State | None = None,
     ) -> Mesh:
         loaded = loaded or load_mesh(settings)
         broker = broker or make_broker(settings.broker_url)
         functions = FunctionHost(loaded.functions, {"CEMESH_STATE_URL": settings.state_url})
+        # --- state hook (issue 5): functions get REDIS_URL and their own CEMESH_STATE_PREFIX
+        functions.env_for = lambda p: function_env(settings.state_url, p.namespace, p.name)
+        # --- end state hook
         transport = MeshTransport(functions)
         dispatcher = Dispatcher(loaded.config, broker, transport)
         replies = ReplyHub(settings.replica)
-        return cls(settings, loaded, broker, functions, transport, dispatcher, replies)
+        ledger = make_ledger(settings.state_url, loaded.config, state)  # state hook (issue 5)
+        dispatcher.ledger = ledger  # state hook (issue 5)
+        return cls(settings, loaded, broker, functions, transport, dispatcher, replies, ledger)
 
     async def start(self) -> None:
+        await self.ledger.state.open()  # state hook (issue 5): never raises, Redis may be down
         await self.functions.start()
         await self.transport.open()
         await self.broker.open(self.config)
@@ -85,3 +99,4 @@ class Mesh:
         await self.broker.close()
         await self.transport.close()
         await self.functions.stop()
+        await self.ledger.state.close()  # state hook (issue 5)

@@ -1,0 +1,352 @@
+"""Mesh state: deduplication, the event log, replay targeting, and what functions are told.
+
+`State` (base.py) is the port; `MemoryState` and `RedisState` implement it. `Ledger` is the one
+place where the policies live, so they are the same on every backend:
+
+- ingress dedup: an event whose (`source`, `id`) was accepted by the same broker within the
+  broker's window (annotation `cemesh.dev/dedup-window`, ISO-8601 or seconds, default PT10M,
+  "0" disables) is not published again; the sender still gets 202 and is told;
+- the event log: every event the ingress accepted is appended to its broker's capped log
+  (annotation `cemesh.dev/event-log-length`, default from the state URL's `log_maxlen`);
+- delivery dedup: after a successful delivery the dispatcher marks (trigger, source, id); a
+  redelivered message (RabbitMQ after a crash) that is already marked is acked, not delivered;
+- replay targeting: an event carrying `cemeshtarget: ns/trigger` is delivered by that trigger
+  only (the extension is removed before delivery); `cemeshreplay: <id>` makes a replayed copy a
+  new delivery for the dedup marks.
+
+Redis down: dedup and the log fail open (the event flows, a rate-limited warning is logged and
+a counter in `Ledger.stats` counts it); docs/state.md has the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Final
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from brokers.base import Broker, Message
+from brokers.delivery import parse_duration
+from brokers.errors import BrokerError, ConfigError
+from brokers.event import Event
+from brokers.state.base import (
+    DEFAULT_LOG_LENGTH,
+    DEFAULT_PREFIX,
+    LogEntry,
+    State,
+    StateError,
+    StateUnavailable,
+    event_key,
+)
+from brokers.state.memory import MemoryState
+from brokers.triggers import MeshConfig, TriggerSpec
+
+__all__ = [
+    "DEDUP_ANNOTATION",
+    "LOG_ANNOTATION",
+    "REPLAY_EXTENSION",
+    "TARGET_EXTENSION",
+    "Admission",
+    "BrokerPolicy",
+    "Ledger",
+    "LogEntry",
+    "MemoryState",
+    "State",
+    "StateError",
+    "StateOptions",
+    "StateUnavailable",
+    "broker_policies",
+    "duplicate_headers",
+    "function_env",
+    "make_ledger",
+    "make_state",
+    "state_options",
+    "target_extensions",
+]
+
+log = logging.getLogger(__name__)
+
+DEDUP_ANNOTATION: Final = "cemesh.dev/dedup-window"
+LOG_ANNOTATION: Final = "cemesh.dev/event-log-length"
+DEFAULT_DEDUP_WINDOW: Final = 600.0
+TARGET_EXTENSION: Final = "cemeshtarget"
+REPLAY_EXTENSION: Final = "cemeshreplay"
+DEDUP: Final = "dedup"
+DELIVERED: Final = "delivered"
+WARN_EVERY: Final = 10.0
+_URL_OPTIONS: Final = ("prefix", "log_maxlen", "timeout")
+_ID_SAFE: Final = "!#$&'()*+-./:;=?@_~"
+
+
+@dataclass(frozen=True, slots=True)
+class StateOptions:
+    """A state URL taken apart: the backend URL and cemesh's own query parameters."""
+
+    backend: str
+    url: str
+    prefix: str = DEFAULT_PREFIX
+    log_length: int = DEFAULT_LOG_LENGTH
+    timeout: float = 0.5
+
+
+def state_options(url: str) -> StateOptions:
+    """Parse `memory://` or `redis[s]://host:port/db` with `?prefix=&log_maxlen=&timeout=`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("memory", "redis", "rediss", "unix"):
+        raise ValueError(f"unsupported state URL '{url}' (use memory:// or redis://)")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _URL_OPTIONS}
+    rest = urlencode([(k, v) for k, v in query if k not in _URL_OPTIONS])
+    try:
+        log_length = int(ours.get("log_maxlen", DEFAULT_LOG_LENGTH))
+        timeout = float(ours.get("timeout", 0.5))
+    except ValueError:
+        raise ValueError(f"state URL '{url}': log_maxlen and timeout must be numbers") from None
+    if log_length < 0 or timeout <= 0:
+        raise ValueError(f"state URL '{url}': log_maxlen must be >= 0 and timeout > 0")
+    backend = "memory" if parts.scheme == "memory" else "redis"
+    clean = urlunsplit(parts._replace(query=rest)) if backend == "redis" else ""
+    return StateOptions(backend, clean, ours.get("prefix") or DEFAULT_PREFIX, log_length, timeout)
+
+
+def make_state(url: str) -> State:
+    options = state_options(url)
+    if options.backend == "memory":
+        return MemoryState(options.prefix)
+    from brokers.state.redis import RedisState
+
+    state: State = RedisState(options.url, options.prefix, timeout=options.timeout)
+    return state
+
+
+def function_env(state_url: str, namespace: str, function: str) -> dict[str, str]:
+    """What a function is told about state: `REDIS_URL` ("" on memory) and its own key prefix."""
+    options = state_options(state_url)
+    return {
+        "REDIS_URL": options.url,
+        "CEMESH_STATE_PREFIX": f"{options.prefix}:{namespace}:fn:{function}",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPolicy:
+    dedup_window: float = DEFAULT_DEDUP_WINDOW
+    log_length: int = DEFAULT_LOG_LENGTH
+
+
+def broker_policies(
+    config: MeshConfig, default_log_length: int = DEFAULT_LOG_LENGTH
+) -> dict[str, BrokerPolicy]:
+    """Each broker's dedup window and log length; ConfigError names a bad annotation."""
+    policies: dict[str, BrokerPolicy] = {}
+    for key, broker in config.brokers.items():
+        label = f"Broker {broker.name}"
+        window, length = DEFAULT_DEDUP_WINDOW, default_log_length
+        raw = broker.annotations.get(DEDUP_ANNOTATION)
+        if raw is not None:
+            try:
+                window = _seconds(raw)
+            except ValueError as exc:
+                raise ConfigError(broker.origin, label, f"{DEDUP_ANNOTATION}: {exc}") from None
+        raw = broker.annotations.get(LOG_ANNOTATION)
+        if raw is not None:
+            if not raw.strip().isdigit():
+                raise ConfigError(
+                    broker.origin, label, f"{LOG_ANNOTATION} must be a non-negative integer"
+                )
+            length = int(raw)
+        policies[key] = BrokerPolicy(window, length)
+    return policies
+
+
+def _seconds(text: str) -> float:
+    """Seconds from "600", "0" or an ISO-8601 duration ("PT10M")."""
+    try:
+        value = float(text)
+    except ValueError:
+        return parse_duration(text)
+    if value < 0 or value != value:
+        raise ValueError(f"'{text}' must not be negative")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What the ingress did with a request's events."""
+
+    published: list[Event]
+    duplicates: list[Event]
+
+
+def duplicate_headers(admission: Admission) -> list[tuple[bytes, bytes]]:
+    """`cemesh-duplicate: true|partial` and `cemesh-duplicate-ids` (percent-encoded, comma
+    separated) when some events of the request were duplicates; nothing otherwise."""
+    if not admission.duplicates:
+        return []
+    verdict = b"partial" if admission.published else b"true"
+    ids = ",".join(quote(event.id, safe=_ID_SAFE) for event in admission.duplicates)
+    return [(b"cemesh-duplicate", verdict), (b"cemesh-duplicate-ids", ids.encode("ascii"))]
+
+
+@dataclass(slots=True)
+class LedgerStats:
+    """Counters for metrics and `GET /admin/state`."""
+
+    duplicates: int = 0
+    logged: int = 0
+    delivery_skipped: int = 0
+    off_target: int = 0
+    dedup_unavailable: int = 0
+    log_unavailable: int = 0
+    delivery_check_unavailable: int = 0
+    delivery_mark_unavailable: int = 0
+
+
+@dataclass(slots=True)
+class Ledger:
+    """The mesh's memory, used by the ingress (publish) and the dispatcher (deliveries)."""
+
+    state: State
+    config: MeshConfig
+    default_log_length: int = DEFAULT_LOG_LENGTH
+    stats: LedgerStats = field(default_factory=LedgerStats)
+    policies: dict[str, BrokerPolicy] = field(default_factory=dict)
+    _warned: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.policies = broker_policies(self.config, self.default_log_length)
+
+    def policy(self, broker: str) -> BrokerPolicy:
+        return self.policies.get(broker) or BrokerPolicy(log_length=self.default_log_length)
+
+    async def seen(self, broker: str, source: str, id: str, window: float) -> bool:
+        """Check-and-set: True when (source, id) was already accepted by `broker` within
+        `window` seconds; otherwise records it and returns False. Raises StateUnavailable."""
+        (fresh,) = await self.state.claim(DEDUP, broker, [event_key(source, id)], window)
+        return not fresh
+
+    # ingress
+
+    async def publish(self, broker: Broker, key: str, events: Sequence[Event]) -> Admission:
+        """Dedup, publish what is new (raises what `broker.publish` raises), log it."""
+        policy = self.policy(key)
+        published, duplicates, claimed = await self._admit(key, events, policy.dedup_window)
+        if published:
+            try:
+                await broker.publish(key, published)
+            except (BrokerError, asyncio.CancelledError):
+                # Not accepted: forget the claims so the sender's retry is not a "duplicate".
+                await asyncio.shield(self._release(key, claimed))
+                raise
+            await self._log(key, published, policy.log_length)
+        self.stats.duplicates += len(duplicates)
+        return Admission(published, duplicates)
+
+    async def _admit(
+        self, key: str, events: Sequence[Event], window: float
+    ) -> tuple[list[Event], list[Event], list[str]]:
+        # Request-reply requests are exempt: a retried request must get its reply.
+        checked = [i for i, e in enumerate(events) if "correlationid" not in e.attributes]
+        if window <= 0 or not checked:
+            return list(events), [], []
+        keys = [event_key(events[i].source, events[i].id) for i in checked]
+        try:
+            fresh = await self.state.claim(DEDUP, key, keys, window)
+        except StateUnavailable as exc:
+            self.stats.dedup_unavailable += 1
+            self._warn("dedup", f"dedup skipped (fail open): {exc}")
+            return list(events), [], []
+        verdicts = [True] * len(events)
+        for index, ok in zip(checked, fresh, strict=True):
+            verdicts[index] = ok
+        published = [e for e, ok in zip(events, verdicts, strict=True) if ok]
+        duplicates = [e for e, ok in zip(events, verdicts, strict=True) if not ok]
+        claimed = [k for k, ok in zip(keys, fresh, strict=True) if ok]
+        return published, duplicates, claimed
+
+    async def _release(self, key: str, claimed: list[str]) -> None:
+        try:
+            await self.state.release(DEDUP, key, claimed)
+        except StateUnavailable as exc:
+            self._warn("dedup-release", f"dedup claims not released: {exc}")
+
+    async def _log(self, key: str, events: list[Event], length: int) -> None:
+        if length <= 0:
+            return
+        try:
+            await self.state.append(key, events, length)
+        except StateUnavailable as exc:
+            self.stats.log_unavailable += 1
+            self._warn("log", f"event log append skipped: {exc}")
+            return
+        self.stats.logged += len(events)
+
+    # delivery
+
+    async def before_delivery(self, trigger: TriggerSpec, message: Message) -> Event | None:
+        """The event to deliver, or None when this trigger must not deliver it (ack it)."""
+        event = message.event
+        target = event.get(TARGET_EXTENSION)
+        if target is not None:
+            if str(target) != trigger.key:
+                self.stats.off_target += 1
+                return None
+            event = event.replace(**{TARGET_EXTENSION: None})
+        window = self.policy(trigger.broker_key).dedup_window
+        if window <= 0 or getattr(message, "redelivered", True) is False:
+            return event
+        try:
+            done = await self.state.exists(DELIVERED, trigger.key, _delivery_key(event))
+        except StateUnavailable as exc:
+            self.stats.delivery_check_unavailable += 1
+            self._warn("delivered-check", f"delivery dedup skipped (fail open): {exc}")
+            return event
+        if done:
+            self.stats.delivery_skipped += 1
+            log.info(
+                "already delivered, not delivered again",
+                extra={"trigger": trigger.key, "ce_id": event.id, "ce_source": event.source},
+            )
+            return None
+        return event
+
+    async def delivered(self, trigger: TriggerSpec, event: Event) -> None:
+        """Remember a successful delivery (before the ack, so a lost ack is covered)."""
+        window = self.policy(trigger.broker_key).dedup_window
+        if window <= 0:
+            return
+        try:
+            await self.state.mark(DELIVERED, trigger.key, _delivery_key(event), window)
+        except StateUnavailable as exc:
+            self.stats.delivery_mark_unavailable += 1
+            self._warn("delivered-mark", f"delivery not recorded: {exc}")
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self.stats)
+
+    def _warn(self, what: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(what, -WARN_EVERY) >= WARN_EVERY:
+            self._warned[what] = now
+            log.warning("state: %s", message)
+
+
+def _delivery_key(event: Event) -> str:
+    return event_key(event.source, event.id, event.text(REPLAY_EXTENSION) or "")
+
+
+def make_ledger(url: str, config: MeshConfig, state: State | None = None) -> Ledger:
+    """The ledger for a state URL (or an injected State, e.g. in tests)."""
+    options = state_options(url)
+    return Ledger(state or make_state(url), config, options.log_length)
+
+
+def target_extensions(trigger: str | None, replay: str) -> Mapping[str, str]:
+    """Extensions of a replayed event: its replay id, and its only trigger when targeted."""
+    extensions = {REPLAY_EXTENSION: replay}
+    if trigger is not None:
+        extensions[TARGET_EXTENSION] = trigger
+    return extensions
