@@ -89,6 +89,18 @@ class Mesh:
     async def start(self) -> None:
         await self.ledger.state.open()  # state hook (issue 5): never raises, Redis may be down
         await self.functions.start()
+        # --- process hook (issue 8): non-Python functions run as subprocesses, routed by URL
+        from gateway.node_host import ProcessHost
+
+        processes = ProcessHost(
+            self.loaded.functions,
+            self.config.triggers,
+            self.functions.extra_env,
+            self.functions.env_for,
+        )
+        self.extras["processes"] = processes
+        await processes.start(self.transport.remote_functions)
+        # --- end process hook
         await self.transport.open()
         await self.broker.open(self.config)
         await self.broker.listen_replies(self.replies.replica, self.replies.deliver)
@@ -99,4 +111,7 @@ class Mesh:
         await self.broker.close()
         await self.transport.close()
         await self.functions.stop()
+        processes = self.extras.pop("processes", None)  # process hook (issue 8)
+        if processes is not None:
+            await processes.stop()
         await self.ledger.state.close()  # state hook (issue 5)
