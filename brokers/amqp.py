@@ -284,7 +284,10 @@ def trigger_queue_arguments(dead_letter_queue: str, parallelism: int) -> dict[st
     return arguments
 
 
-DEAD_LETTER_QUEUE_ARGUMENTS: Final = {"x-queue-type": "quorum"}
+# Listing a dead-letter queue gives every message back, which counts as a delivery; RabbitMQ 4
+# drops a quorum queue's message after 20 of them by default. So the limit is set as high as it
+# goes (-1, "no limit" on RabbitMQ 4, drops at once on 3.x).
+DEAD_LETTER_QUEUE_ARGUMENTS: Final = {"x-queue-type": "quorum", "x-delivery-limit": 2**31 - 1}
 
 
 def delay_queue_arguments(bucket_ms: int) -> dict[str, Any]:

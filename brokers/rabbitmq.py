@@ -23,9 +23,10 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -84,6 +85,16 @@ def _masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _with_heartbeat(url: str, seconds: int) -> str:
+    """The URL with `heartbeat=` added unless it sets one: RabbitMQ's 60 s default would let a
+    silently dead connection (no FIN: a cut network) look alive for two minutes."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "heartbeat" for key, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("heartbeat", str(seconds))])))
+
+
 def _properties(wire: WireMessage, *, persistent: bool = True) -> aiormq.spec.Basic.Properties:
     return aiormq.spec.Basic.Properties(
         content_type=wire.content_type,
@@ -96,6 +107,24 @@ def _properties(wire: WireMessage, *, persistent: bool = True) -> aiormq.spec.Ba
 def _table(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """An AMQP field table from any mapping (aiormq wants a plain dict)."""
     return dict(arguments)
+
+
+def _resolve(future: asyncio.Future[None], *_args: object) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@contextlib.contextmanager
+def _drops_as_errors() -> Iterator[None]:
+    """Turn the CancelledError aiormq raises into an operation whose connection it dropped
+    (e.g. a stuck connection) into a ConnectionError; a real cancellation stays one."""
+    try:
+        yield
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        raise ConnectionError("the RabbitMQ connection was dropped under this operation") from exc
 
 
 async def _first(*awaitables: Awaitable[Any]) -> None:
@@ -187,20 +216,22 @@ class _Subscription:
             if self.stopping.is_set():
                 return
             channel: AbstractChannel | None = None
+            loop = asyncio.get_running_loop()
+            # a dead connection may not close its channels: watch the connection too
+            lost = self.broker._connection_lost or loop.create_future()
             try:
-                channel = await self.broker._open_channel(confirms=False)
-                raw = await channel.get_underlay_channel()
-                cancelled = asyncio.get_running_loop().create_future()
-
-                def on_cancel(_frame: object, done: asyncio.Future[None] = cancelled) -> None:
-                    if not done.done():
-                        done.set_result(None)
-
-                raw.on_consumer_cancel_callbacks.add(on_cancel)
-                self._raw, self._tag = raw, await self._subscribe(raw)
+                with _drops_as_errors():
+                    async with asyncio.timeout(self.broker.connect_timeout):
+                        channel = await self.broker._open_channel(confirms=False)
+                        raw = await channel.get_underlay_channel()
+                        cancelled: asyncio.Future[None] = loop.create_future()
+                        raw.on_consumer_cancel_callbacks.add(partial(_resolve, cancelled))
+                        self._raw, self._tag = raw, await self._subscribe(raw)
                 self.subscribed.set()
                 backoff = MIN_BACKOFF
-                await _first(channel.closed(), cancelled, self.stopping.wait())
+                await _first(
+                    channel.closed(), cancelled, self.stopping.wait(), asyncio.shield(lost)
+                )
             except FAILURES as exc:
                 log.warning("consumer of %s failed: %s", self.queue, exc or type(exc).__name__)
             finally:
@@ -286,13 +317,15 @@ class _Consumer(_Subscription):
 
     async def ack(self, delivered: DeliveredMessage) -> None:
         try:
-            await delivered.channel.basic_ack(self._tag_of(delivered))
+            with _drops_as_errors():
+                await delivered.channel.basic_ack(self._tag_of(delivered))
         except FAILURES as exc:
             raise BrokerUnavailable(f"cannot ack, the message will be redelivered: {exc}") from exc
 
     async def nack(self, delivered: DeliveredMessage) -> None:
         try:
-            await delivered.channel.basic_nack(self._tag_of(delivered), requeue=True)
+            with _drops_as_errors():
+                await delivered.channel.basic_nack(self._tag_of(delivered), requeue=True)
         except FAILURES as exc:
             raise BrokerUnavailable(f"cannot release, it will be redelivered: {exc}") from exc
 
@@ -329,7 +362,8 @@ class RabbitBroker:
     `prefix` starts every name (tests use a unique one). `publish_timeout` bounds a publish,
     confirms included; `connect_timeout` bounds each connection attempt; reconnection backs
     off from 0.1 s to `max_reconnect_delay`; `connection_name` is what RabbitMQ shows for the
-    connections (default `cemesh {prefix}`).
+    connections (default `cemesh {prefix}`); `heartbeat` (seconds) applies unless the URL has
+    its own `heartbeat=`.
     """
 
     def __init__(
@@ -341,8 +375,9 @@ class RabbitBroker:
         connect_timeout: float = 5.0,
         max_reconnect_delay: float = 5.0,
         connection_name: str | None = None,
+        heartbeat: int = 15,
     ) -> None:
-        self.url = url
+        self.url = _with_heartbeat(url, heartbeat)
         self.connection_name = connection_name or f"cemesh {prefix}"
         self.names = Names(prefix)
         self.publish_timeout = publish_timeout
@@ -354,6 +389,7 @@ class RabbitBroker:
         self._publisher_lock = asyncio.Lock()
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()
+        self._connection_lost: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._consumers: list[_Consumer] = []
         self._listeners: list[_ReplyListener] = []
@@ -388,6 +424,8 @@ class RabbitBroker:
             await asyncio.gather(self._supervisor, return_exceptions=True)
             self._supervisor = None
         self._connected.clear()
+        if self._connection_lost is not None:
+            _resolve(self._connection_lost)
         connection, self._connection = self._connection, None
         self._publisher = None
         self._retired.clear()
@@ -408,9 +446,10 @@ class RabbitBroker:
                 retry_after=self.max_reconnect_delay,
             ) from exc
         try:
-            await self._reconcile(connection, full=full)
-            publisher = connection.channel(publisher_confirms=True, on_return_raises=True)
-            await publisher.initialize(timeout=self.connect_timeout)
+            with _drops_as_errors():
+                await self._reconcile(connection, full=full)
+                publisher = connection.channel(publisher_confirms=True, on_return_raises=True)
+                await publisher.initialize(timeout=self.connect_timeout)
         except BaseException as exc:
             with contextlib.suppress(*FAILURES):
                 await connection.close()
@@ -418,13 +457,14 @@ class RabbitBroker:
                 raise BrokerUnavailable(f"RabbitMQ topology setup failed: {exc}") from exc
             raise
         self._connection, self._publisher = connection, publisher
+        self._connection_lost = asyncio.get_running_loop().create_future()
         self._delay_queues.clear()
         self._lost.clear()
         connection.close_callbacks.add(self._on_connection_closed)
         if connection.connected.is_set():
             self._connected.set()
         else:  # lost while we were declaring: the supervisor starts over
-            self._lost.set()
+            self._on_connection_closed(connection)
 
     async def _new_connection(self) -> AbstractConnection:
         return await aio_pika.connect(
@@ -437,6 +477,8 @@ class RabbitBroker:
         if sender is self._connection:
             self._connected.clear()
             self._lost.set()
+            if self._connection_lost is not None:
+                _resolve(self._connection_lost)
 
     async def _supervise(self) -> None:
         while self._open:
@@ -493,13 +535,9 @@ class RabbitBroker:
                 if full and state.exchanges.get(name) != broker:
                     records.append(exchange_record(name, broker))
             for plan in topology.queues.values():
-                await admin.declare_trigger_queue(plan)
+                await admin.declare_queue(plan.name, plan.arguments)
+                await admin.declare_queue(plan.dead_letter_queue, DEAD_LETTER_QUEUE_ARGUMENTS)
                 raw = await admin.channel()
-                await raw.queue_declare(
-                    plan.dead_letter_queue,
-                    durable=True,
-                    arguments=_table(DEAD_LETTER_QUEUE_ARGUMENTS),
-                )
                 binding = plan.binding
                 await raw.queue_bind(
                     plan.name, binding.exchange, routing_key="", arguments=_table(binding.arguments)
@@ -610,15 +648,16 @@ class RabbitBroker:
     ) -> None:
         """Publish one persistent message and wait for its confirm (bounded)."""
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                raw = await self._publisher_channel()
-                await raw.basic_publish(
-                    wire.body,
-                    exchange=exchange,
-                    routing_key=routing_key,
-                    properties=_properties(wire, persistent=persistent),
-                    mandatory=mandatory,
-                )
+            with _drops_as_errors():
+                async with asyncio.timeout(self.publish_timeout):
+                    raw = await self._publisher_channel()
+                    await raw.basic_publish(
+                        wire.body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        properties=_properties(wire, persistent=persistent),
+                        mandatory=mandatory,
+                    )
         except BrokerError:
             raise
         except aiormq.exceptions.PublishError as exc:
@@ -666,11 +705,10 @@ class RabbitBroker:
                 async with _Admin(self) as admin:
                     raw = await admin.channel()
                     await raw.exchange_declare(
-                self.names.delay_exchange, exchange_type="headers", durable=True
-            )
-                    await raw.queue_declare(
-                        name, durable=True, arguments=delay_queue_arguments(bucket)
+                        self.names.delay_exchange, exchange_type="headers", durable=True
                     )
+                    await admin.declare_queue(name, delay_queue_arguments(bucket))
+                    raw = await admin.channel()
                     await raw.queue_bind(
                         name, self.names.delay_exchange, routing_key="",
                         arguments=_table(delay_binding(bucket)),
@@ -821,12 +859,24 @@ class _Admin:
                 self._own = True
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         with contextlib.suppress(*FAILURES):
             if self._channel is not None and not self._channel.is_closed:
                 await self._channel.close()
             if self._own and self.connection is not None:
                 await self.connection.close()
+        # translate client failures at the boundary (a dropped connection included)
+        if exc is None or isinstance(exc, BrokerError):
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                return
+        elif not isinstance(exc, FAILURES):
+            return
+        raise BrokerUnavailable(f"RabbitMQ operation failed: {exc or type(exc).__name__}") from exc
 
     async def channel(self) -> RawChannel:
         if self._channel is None or self._channel.is_closed:
@@ -836,20 +886,23 @@ class _Admin:
             )
         return await self._channel.get_underlay_channel()
 
-    async def declare_trigger_queue(self, plan: QueuePlan) -> None:
+    async def declare_queue(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """Declare a durable queue; one that exists with other arguments is kept as it is.
+
+        Queue arguments cannot change (e.g. parallelism moved between 1 and more): the queue
+        keeps working with its old arguments, and the warning says how to apply the change.
+        """
         raw = await self.channel()
         try:
-            await raw.queue_declare(plan.name, durable=True, arguments=dict(plan.arguments))
+            await raw.queue_declare(name, durable=True, arguments=_table(arguments))
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            # Queue arguments cannot change (e.g. parallelism moved between 1 and more): keep
-            # the queue as it is, consume it, and say how to apply the change.
             log.warning(
-                "queue %s exists with other arguments (%s); keeping it. Drain it and run "
-                "`cemesh topology prune` after removing the trigger to recreate it",
-                plan.name, exc,
+                "queue %s exists with other arguments (%s); keeping it. To recreate it: drain "
+                "it, remove its trigger, run `cemesh topology prune`, then add the trigger back",
+                name, exc,
             )
             raw = await self.channel()
-            await raw.queue_declare(plan.name, passive=True)
+            await raw.queue_declare(name, passive=True)
 
     async def unbind(self, queue: str, exchange: str, arguments: dict[str, Any]) -> None:
         raw = await self.channel()

@@ -9,6 +9,7 @@ RabbitMQ integration tests can import them too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -148,10 +149,11 @@ class Fleet:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for broker in self.brokers:
-            await broker.close()
         from brokers.rabbitmq import RabbitBroker
 
+        for broker in self.brokers:
+            with contextlib.suppress(Exception):  # a failed test must still clean up
+                await broker.close()
         for prefix in {broker.names.prefix for broker in self.brokers}:
             # a fresh broker on the direct URL: the test's own may point at a closed proxy
             await RabbitBroker(amqp_url(), prefix=prefix).delete_everything()

@@ -66,8 +66,12 @@ async def test_a_replica_killed_mid_delivery_loses_nothing(fleet: Fleet) -> None
     survivor = await fleet.new(mesh(t))
     prefix = survivor.names.prefix
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, prefix,
-        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+        sys.executable,
+        "-c",
+        CHILD,
+        prefix,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     try:

@@ -58,8 +58,11 @@ async def test_names_and_queue_types(fleet: Fleet) -> None:
     prefix = broker.names.prefix
     declared = await queues(prefix)
     assert set(declared) == {
-        f"{prefix}.default.fifo", f"{prefix}.default.fifo.dlq",
-        f"{prefix}.default.wide", f"{prefix}.default.wide.dlq", f"{prefix}._topology",
+        f"{prefix}.default.fifo",
+        f"{prefix}.default.fifo.dlq",
+        f"{prefix}.default.wide",
+        f"{prefix}.default.wide.dlq",
+        f"{prefix}._topology",
     }
     assert '{"x-queue-type","quorum"}' in declared[f"{prefix}.default.fifo"]
     assert '{"x-single-active-consumer",true}' in declared[f"{prefix}.default.fifo"]
@@ -111,8 +114,11 @@ async def test_prune_lists_then_deletes_what_the_config_dropped(fleet: Fleet) ->
     second = await fleet.new(mesh(keep), prefix=prefix)
     assert f"{prefix}.default.drop" in await queues(prefix)  # left alone until pruned
     planned = await second.plan_prune()
-    assert planned == [f"{prefix}.default.drop", f"{prefix}.default.drop.dlq",
-                       f"{prefix}.default.old"]
+    assert planned == [
+        f"{prefix}.default.drop",
+        f"{prefix}.default.drop.dlq",
+        f"{prefix}.default.old",
+    ]
     with pytest.raises(BrokerError, match="not prunable"):
         await second.prune([f"{prefix}.default.keep"])
     with pytest.raises(BrokerError, match="not prunable"):
@@ -129,8 +135,7 @@ async def test_plan_prune_works_without_opening(fleet: Fleet) -> None:
     await first.close()
     idle = RabbitBroker(amqp_url(), prefix=first.names.prefix)
     prefix = first.names.prefix
-    assert await idle.plan_prune(mesh()) == [f"{prefix}.default.gone",
-                                             f"{prefix}.default.gone.dlq"]
+    assert await idle.plan_prune(mesh()) == [f"{prefix}.default.gone", f"{prefix}.default.gone.dlq"]
 
 
 async def test_parallelism_change_keeps_the_existing_queue(fleet: Fleet) -> None:

@@ -9,6 +9,7 @@ import pytest
 from brokers.amqp import (
     ATTEMPT_HEADER,
     DATA_HEADER,
+    DEAD_LETTER_QUEUE_ARGUMENTS,
     PARKED_HEADER,
     TYPES_HEADER,
     Binding,
@@ -219,6 +220,8 @@ def test_queue_arguments() -> None:
     assert wide["x-dead-letter-strategy"] == "at-least-once"
     assert "x-single-active-consumer" not in wide
     assert trigger_queue_arguments("q.dlq", 1)["x-single-active-consumer"] is True
+    # listing gives messages back: RabbitMQ 4's default delivery limit (20) must not drop them
+    assert DEAD_LETTER_QUEUE_ARGUMENTS["x-delivery-limit"] == 2**31 - 1
 
 
 def test_plan_topology() -> None:
