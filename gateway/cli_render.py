@@ -1,5 +1,7 @@
 """`cemesh render`: write the Kubernetes manifests of the mesh (see gateway/render.py).
 
+Imports of the mesh and renderer wait for the command to run: `cemesh send` stays light.
+
 A trigger that eventing-rabbitmq cannot filter as the mesh does is a deployment that would
 silently deliver the wrong events, so the `knative` target refuses it (exit 2, one line per
 trigger naming the file and the trigger) unless `--allow-degraded` says the user accepts it.
@@ -11,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
-
-from gateway.render import DEFAULT_IMAGE, RenderOptions, render, write
 
 
 def add_commands(subparsers: Any) -> None:
@@ -43,8 +43,9 @@ def add_commands(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--image",
-        default=DEFAULT_IMAGE,
-        help="standalone: the image `func build` made from the repository root",
+        default=None,
+        help="standalone: the image `func build` made from the repository root "
+        "(default: cemesh:latest)",
     )
     parser.add_argument("-o", "--output", type=Path, required=True, help="directory to write")
     parser.set_defaults(run=cmd_render)
@@ -53,10 +54,13 @@ def add_commands(subparsers: Any) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     from gateway.cli import settings_from
     from gateway.mesh import load_mesh
+    from gateway.render import DEFAULT_IMAGE, RenderOptions, render, write
 
     settings = settings_from(args)
     loaded = load_mesh(settings)
-    options = RenderOptions(namespace=args.namespace or settings.namespace, image=args.image)
+    options = RenderOptions(
+        namespace=args.namespace or settings.namespace, image=args.image or DEFAULT_IMAGE
+    )
     rendered = render(args.target, loaded, options)
     if rendered.degraded and not args.allow_degraded:
         for item in rendered.degraded:
