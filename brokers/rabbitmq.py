@@ -269,6 +269,7 @@ class _Consumer(_Subscription):
         self.handler = handler
         self.slots = asyncio.Semaphore(plan.parallelism)
         self.inflight: set[asyncio.Task[Any]] = set()
+        self.closing: set[asyncio.Task[Any]] = set()
 
     async def _subscribe(self, raw: RawChannel) -> str:
         await raw.basic_qos(prefetch_count=min(self.plan.parallelism, MAX_PREFETCH))
@@ -303,7 +304,7 @@ class _Consumer(_Subscription):
         try:
             await self.handler(message)
         except Exception:
-            log.exception("handler failed; the message is released for redelivery")
+            log.exception("handler of %s failed", self.plan.name)
         if not message.settled:
             with contextlib.suppress(BrokerError):
                 await message.release()
@@ -323,6 +324,14 @@ class _Consumer(_Subscription):
             raise BrokerUnavailable(f"cannot ack, the message will be redelivered: {exc}") from exc
 
     async def nack(self, delivered: DeliveredMessage) -> None:
+        if self.plan.parallelism == 1:
+            # A quorum queue requeues a nacked message at its tail, which would break FIFO;
+            # a message given back by a closing channel goes back to the head. The handler is
+            # done with it, and prefetch 1 means nothing else is in flight on this channel.
+            closing = asyncio.create_task(delivered.channel.close())
+            self.closing.add(closing)
+            closing.add_done_callback(self.closing.discard)
+            return
         try:
             with _drops_as_errors():
                 await delivered.channel.basic_nack(self._tag_of(delivered), requeue=True)
