@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-FUNCTION_REQS := $(wildcard functions/*/pyproject.toml)
+FUNCTION_REQS := $(wildcard functions/*/pyproject.toml functions/*/package.json functions/*/package-lock.json)
 
 .PHONY: install run test test-fast lint bench clean
 
@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml $(FUNCTION_REQS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python scripts/function_deps.py | xargs -r $(BIN)/python -m pip install --quiet
+	$(BIN)/python -m gateway.node_host install functions
 	touch $(STAMP)
 
 run: install

@@ -116,6 +116,7 @@ def load_config(
     functions: Sequence[FunctionSubscriptions] = (),
     default_namespace: str = "default",
 ) -> MeshConfig:
+    function_names = {f.name for f in functions}
     brokers: dict[str, BrokerSpec] = {}
     raw_triggers: list[tuple[str, dict[str, Any]]] = []
     skipped: list[SkippedObject] = []
@@ -134,7 +135,9 @@ def load_config(
                 raise ConfigError(origin, label, "metadata.name is required")
             namespace = str(meta.get("namespace") or default_namespace)
             if kind == "Broker":
-                spec = _broker(origin, label, namespace, name, meta, doc.get("spec") or {})
+                spec = _broker(
+                    origin, label, namespace, name, meta, doc.get("spec") or {}, function_names
+                )
                 if spec.key in brokers:
                     raise ConfigError(origin, label, f"broker {spec.key} is defined twice")
                 brokers[spec.key] = spec
@@ -145,7 +148,6 @@ def load_config(
     if not any(key.endswith("/default") for key in brokers):
         implicit = f"{default_namespace}/default"
         brokers.setdefault(implicit, BrokerSpec(default_namespace, "default"))
-    function_names = {f.name for f in functions}
     triggers = [
         _trigger(origin, doc, brokers, function_names, default_namespace)
         for origin, doc in raw_triggers
@@ -160,7 +162,13 @@ def load_config(
 
 
 def _broker(
-    origin: str, label: str, namespace: str, name: str, meta: Mapping[str, Any], spec: Any
+    origin: str,
+    label: str,
+    namespace: str,
+    name: str,
+    meta: Mapping[str, Any],
+    spec: Any,
+    function_names: set[str],
 ) -> BrokerSpec:
     if not isinstance(spec, Mapping):
         raise ConfigError(origin, label, "spec must be a mapping")
@@ -168,7 +176,7 @@ def _broker(
     if unknown:
         raise ConfigError(origin, label, f"unknown spec field(s): {', '.join(sorted(unknown))}")
     try:
-        delivery = parse_delivery(spec.get("delivery"), _resolver(set(), namespace))
+        delivery = parse_delivery(spec.get("delivery"), _resolver(function_names, namespace))
     except ValueError as exc:
         raise ConfigError(origin, label, str(exc)) from None
     annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}

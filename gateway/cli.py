@@ -22,6 +22,7 @@ from brokers.errors import ConfigError, InvalidEvent
 from brokers.event import Event
 from gateway import cli_cesql
 from gateway.cli_admin import add_commands as add_admin_commands
+from gateway.cli_render import add_commands as add_render_commands
 
 
 class CliError(Exception):
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(run=cmd_send)
     cli_cesql.add_commands(sub)
     add_admin_commands(sub)  # state hook (issue 5): replay, events, dlq
+    add_render_commands(sub)
     return parser
 
 

@@ -36,8 +36,9 @@ def _sign(body: bytes, secret: str = SECRET) -> str:
 
 @asynccontextmanager
 async def client(**overrides: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    # No config directory: the mesh has just the implicit default/default broker.
     settings = Settings(
-        config=REPO / "config", functions=REPO / "tests" / "no-functions", **overrides
+        config=REPO / "tests" / "no-config", functions=REPO / "tests" / "no-functions", **overrides
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
