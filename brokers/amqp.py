@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from random import getrandbits
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 from brokers.errors import ConfigError, InvalidEvent
@@ -206,6 +207,28 @@ def delay_bucket(delay: float) -> int:
         unit = 10 ** (len(str(ms)) - 2)
         ms = -(-ms // unit) * unit
     return ms
+
+
+# --- connection URL ------------------------------------------------------------------------
+
+
+def with_heartbeat(url: str, seconds: int) -> str:
+    """The URL with `heartbeat=` added unless it sets one: RabbitMQ's 60 s default would let a
+    silently dead connection (no FIN: a cut network) look alive for minutes."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "heartbeat" for key, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("heartbeat", str(seconds))])))
+
+
+def masked_url(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":******@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --- names and topology --------------------------------------------------------------------

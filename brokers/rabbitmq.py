@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -53,6 +52,7 @@ from brokers.amqp import (
     exchange_record,
     fold_records,
     from_amqp,
+    masked_url,
     new_message_id,
     parked_at,
     plan_topology,
@@ -62,6 +62,7 @@ from brokers.amqp import (
     sync_nonce,
     sync_record,
     to_amqp,
+    with_heartbeat,
 )
 from brokers.base import DeadLetter, Handler, ReplyHandler
 from brokers.errors import BrokerError, BrokerUnavailable, InvalidEvent, UnknownBroker
@@ -75,24 +76,6 @@ MAX_PREFETCH: Final = 65535
 TRANSIENT: Final = 1
 MIN_BACKOFF: Final = 0.1
 UNDECODABLE_TYPE: Final = "dev.cemesh.undecodable"
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":******@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _with_heartbeat(url: str, seconds: int) -> str:
-    """The URL with `heartbeat=` added unless it sets one: RabbitMQ's 60 s default would let a
-    silently dead connection (no FIN: a cut network) look alive for two minutes."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "heartbeat" for key, _ in query):
-        return url
-    return urlunsplit(parts._replace(query=urlencode([*query, ("heartbeat", str(seconds))])))
 
 
 def _properties(wire: WireMessage, *, persistent: bool = True) -> aiormq.spec.Basic.Properties:
@@ -386,7 +369,7 @@ class RabbitBroker:
         connection_name: str | None = None,
         heartbeat: int = 15,
     ) -> None:
-        self.url = _with_heartbeat(url, heartbeat)
+        self.url = with_heartbeat(url, heartbeat)
         self.connection_name = connection_name or f"cemesh {prefix}"
         self.names = Names(prefix)
         self.publish_timeout = publish_timeout
@@ -408,7 +391,7 @@ class RabbitBroker:
         self._open = False
 
     def __repr__(self) -> str:
-        return f"RabbitBroker({_masked(self.url)!r}, prefix={self.names.prefix!r})"
+        return f"RabbitBroker({masked_url(self.url)!r}, prefix={self.names.prefix!r})"
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -451,7 +434,7 @@ class RabbitBroker:
             connection = await self._new_connection()
         except FAILURES as exc:
             raise BrokerUnavailable(
-                f"RabbitMQ at {_masked(self.url)} is unreachable: {exc}",
+                f"RabbitMQ at {masked_url(self.url)} is unreachable: {exc}",
                 retry_after=self.max_reconnect_delay,
             ) from exc
         try:
@@ -465,7 +448,11 @@ class RabbitBroker:
             if isinstance(exc, FAILURES):
                 raise BrokerUnavailable(f"RabbitMQ topology setup failed: {exc}") from exc
             raise
-        self._connection, self._publisher = connection, publisher
+        previous, self._connection, self._publisher = self._connection, connection, publisher
+        if previous is not None:  # a stuck connection is not closed by itself
+            with contextlib.suppress(*FAILURES):
+                async with asyncio.timeout(self.connect_timeout):
+                    await previous.close()
         self._connection_lost = asyncio.get_running_loop().create_future()
         self._delay_queues.clear()
         self._lost.clear()

@@ -22,6 +22,7 @@ from brokers.amqp import (
     fold_records,
     from_amqp,
     fully_matched,
+    masked_url,
     new_message_id,
     parked_at,
     plan_topology,
@@ -32,6 +33,7 @@ from brokers.amqp import (
     sync_record,
     to_amqp,
     trigger_queue_arguments,
+    with_heartbeat,
 )
 from brokers.delivery import Destination
 from brokers.errors import ConfigError, InvalidEvent
@@ -183,6 +185,20 @@ def test_delay_buckets_are_never_early_and_at_most_ten_percent_late() -> None:
         delay = ms / 1000 + 0.0004
         bucket = delay_bucket(delay)
         assert delay * 1000 <= bucket <= delay * 1100 + 1
+
+
+# --- connection URL ------------------------------------------------------------------------
+
+
+def test_heartbeat_is_added_unless_the_url_sets_one() -> None:
+    assert with_heartbeat("amqp://g:p@h:5672/", 15) == "amqp://g:p@h:5672/?heartbeat=15"
+    assert with_heartbeat("amqp://h/vh?heartbeat=5&name=x", 15) == "amqp://h/vh?heartbeat=5&name=x"
+    assert with_heartbeat("amqps://h/%2F?ssl=1", 15) == "amqps://h/%2F?ssl=1&heartbeat=15"
+
+
+def test_passwords_are_masked() -> None:
+    assert masked_url("amqp://guest:s3cret@h:5672/") == "amqp://guest:******@h:5672/"
+    assert masked_url("amqp://h/") == "amqp://h/"
 
 
 # --- names and topology ----------------------------------------------------------------------
