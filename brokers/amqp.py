@@ -417,13 +417,15 @@ class RegistryState:
 
 
 def queue_record(plan: QueuePlan) -> bytes:
-    return _dump({
-        "kind": "queue",
-        "name": plan.name,
-        "trigger": plan.trigger,
-        "dlq": plan.dead_letter_queue,
-        "bindings": [plan.binding.to_json()],
-    })
+    return _dump(
+        {
+            "kind": "queue",
+            "name": plan.name,
+            "trigger": plan.trigger,
+            "dlq": plan.dead_letter_queue,
+            "bindings": [plan.binding.to_json()],
+        }
+    )
 
 
 def exchange_record(name: str, broker_key: str) -> bytes:

@@ -639,7 +639,12 @@ class RabbitBroker:
             return await self._publisher.get_underlay_channel()
 
     async def _send(
-        self, exchange: str, routing_key: str, wire: WireMessage, *, mandatory: bool = False,
+        self,
+        exchange: str,
+        routing_key: str,
+        wire: WireMessage,
+        *,
+        mandatory: bool = False,
         persistent: bool = True,
     ) -> None:
         """Publish one persistent message and wait for its confirm (bounded)."""
@@ -677,7 +682,9 @@ class RabbitBroker:
             await self._send_to_queue(queue, wire)
             return
         delayed = WireMessage(
-            {**wire.headers, DELAY_HEADER: str(bucket)}, wire.body, wire.content_type,
+            {**wire.headers, DELAY_HEADER: str(bucket)},
+            wire.body,
+            wire.content_type,
             wire.message_id,
         )
         await self._ensure_delay_queue(bucket)
@@ -706,7 +713,9 @@ class RabbitBroker:
                     await admin.declare_queue(name, delay_queue_arguments(bucket))
                     raw = await admin.channel()
                     await raw.queue_bind(
-                        name, self.names.delay_exchange, routing_key="",
+                        name,
+                        self.names.delay_exchange,
+                        routing_key="",
                         arguments=_table(delay_binding(bucket)),
                     )
                     await admin.append_registry([delay_queue_record(name)])
@@ -802,8 +811,13 @@ class RabbitBroker:
             event, _ = from_amqp(properties.headers, got.body, properties.content_type)
         except InvalidEvent as exc:
             event = Event(
-                {"specversion": "1.0", "id": ident, "source": f"rabbitmq:{queue}",
-                 "type": UNDECODABLE_TYPE, "cemesherror": exc.message},
+                {
+                    "specversion": "1.0",
+                    "id": ident,
+                    "source": f"rabbitmq:{queue}",
+                    "type": UNDECODABLE_TYPE,
+                    "cemesherror": exc.message,
+                },
                 got.body or None,
             )
         return DeadLetter(ident, trigger, event)
@@ -895,7 +909,8 @@ class _Admin:
             log.warning(
                 "queue %s exists with other arguments (%s); keeping it. To recreate it: drain "
                 "it, remove its trigger, run `cemesh topology prune`, then add the trigger back",
-                name, exc,
+                name,
+                exc,
             )
             raw = await self.channel()
             await raw.queue_declare(name, passive=True)
@@ -910,12 +925,14 @@ class _Admin:
             return
         raw = await self.channel()
         properties = aiormq.spec.Basic.Properties(delivery_mode=PERSISTENT)
-        await asyncio.gather(*(
-            raw.basic_publish(
-                r, routing_key=self.broker.names.registry, properties=properties, mandatory=True
+        await asyncio.gather(
+            *(
+                raw.basic_publish(
+                    r, routing_key=self.broker.names.registry, properties=properties, mandatory=True
+                )
+                for r in records
             )
-            for r in records
-        ))
+        )
 
     async def read_registry(self) -> RegistryState:
         """Read the registry stream from its start up to a sync record written just before."""
@@ -944,4 +961,3 @@ class _Admin:
             with contextlib.suppress(*FAILURES):
                 await reader.close()
         return fold_records(records)
-

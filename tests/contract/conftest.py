@@ -41,14 +41,22 @@ def unique_prefix() -> str:
 
 
 def trigger(
-    name: str, exact: Mapping[str, str] | None = None, *, parallelism: int = 100,
-    broker: str = "default", namespace: str = "default",
+    name: str,
+    exact: Mapping[str, str] | None = None,
+    *,
+    parallelism: int = 100,
+    broker: str = "default",
+    namespace: str = "default",
 ) -> TriggerSpec:
     """A trigger on `broker` with exact filters only (what both brokers evaluate alike)."""
     filters = [{"exact": {k: v}} for k, v in (exact or {}).items()]
     return TriggerSpec(
-        namespace, name, broker, Destination(uri="http://127.0.0.1:9/sink"),
-        compile_filters(filters), parallelism=parallelism,
+        namespace,
+        name,
+        broker,
+        Destination(uri="http://127.0.0.1:9/sink"),
+        compile_filters(filters),
+        parallelism=parallelism,
     )
 
 
@@ -60,8 +68,11 @@ def mesh(*triggers: TriggerSpec, brokers: tuple[str, ...] = ("default",)) -> Mes
 def event(index: int, type_: str = "com.example.test", **extra: Any) -> Event:
     """A valid event with a unique id; `extra` adds attributes (int/bool extensions too)."""
     attributes: dict[str, object] = {
-        "specversion": "1.0", "id": f"e-{index}-{uuid.uuid4().hex[:6]}",
-        "source": "/contract", "type": type_, "seq": index,
+        "specversion": "1.0",
+        "id": f"e-{index}-{uuid.uuid4().hex[:6]}",
+        "source": "/contract",
+        "type": type_,
+        "seq": index,
     }
     attributes.update(extra)
     return Event.create(attributes, f'{{"n":{index}}}'.encode())
@@ -134,7 +145,10 @@ class Fleet:
         self.brokers: list[Any] = []
 
     async def new(
-        self, config: MeshConfig, prefix: str | None = None, url: str | None = None,
+        self,
+        config: MeshConfig,
+        prefix: str | None = None,
+        url: str | None = None,
         **options: Any,
     ) -> Any:
         from brokers.rabbitmq import RabbitBroker
@@ -162,8 +176,11 @@ class Fleet:
 async def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
     """Run rabbitmqctl (the machine's RabbitMQ CLI) and return its output."""
     process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "-q", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "rabbitmqctl",
+        "-q",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     if process.returncode:

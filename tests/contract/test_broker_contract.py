@@ -32,9 +32,19 @@ async def test_round_trip_keeps_typed_attributes_and_data(open_broker: OpenBroke
     base = {"specversion": "1.0", "source": "/contract", "type": "com.example.typed"}
     sent = [
         Event.create(
-            {**base, "id": "bin", "datacontenttype": "application/octet-stream", "count": 7,
-             "big": -(2**31), "flag": True, "off": False, "text": "héllo \"wörld\" %20 ☃",
-             "subject": "s/1", "time": "2026-11-22T10:00:00.5+01:00", "digits": "42"},
+            {
+                **base,
+                "id": "bin",
+                "datacontenttype": "application/octet-stream",
+                "count": 7,
+                "big": -(2**31),
+                "flag": True,
+                "off": False,
+                "text": 'héllo "wörld" %20 ☃',
+                "subject": "s/1",
+                "time": "2026-11-22T10:00:00.5+01:00",
+                "digits": "42",
+            },
             bytes(range(256)),
         ),
         Event.create({**base, "id": "nodata"}),
@@ -211,8 +221,12 @@ async def test_settling_twice_raises(open_broker: OpenBroker) -> None:
 
     async def settle_twice(message: Message) -> None:
         await message.ack()
-        for again in (message.ack(), message.retry(0), message.dead_letter(message.event),
-                      message.release()):
+        for again in (
+            message.ack(),
+            message.retry(0),
+            message.dead_letter(message.event),
+            message.release(),
+        ):
             try:
                 await again
             except BrokerError as exc:
@@ -275,11 +289,13 @@ async def test_stop_consuming_lets_in_flight_handlers_finish(
     open_broker: OpenBroker, broker_kind: str, parallelism: int, request: pytest.FixtureRequest
 ) -> None:
     if broker_kind == "memory" and parallelism == 1:
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="MemoryBroker runs a parallelism-1 handler inside the consumer task, so "
-                   "stop_consuming() cancels it (reported to the lead)",
-        ))
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="MemoryBroker runs a parallelism-1 handler inside the consumer task, so "
+                "stop_consuming() cancels it (reported to the lead)",
+            )
+        )
     t = trigger("stoppable", parallelism=parallelism)
     broker = await open_broker(mesh(t))
     started, release = asyncio.Event(), asyncio.Event()
@@ -351,10 +367,12 @@ async def test_a_released_message_keeps_its_place_in_a_fifo_trigger(
     open_broker: OpenBroker, broker_kind: str, request: pytest.FixtureRequest
 ) -> None:
     if broker_kind == "memory":
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason="MemoryBroker requeues a released message at the tail (reported to the lead)",
-        ))
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="MemoryBroker requeues a released message at the tail (reported)",
+            )
+        )
     t = trigger("fifo-release", parallelism=1)
     broker = await open_broker(mesh(t))
     crashed = False

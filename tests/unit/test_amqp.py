@@ -44,11 +44,16 @@ from brokers.triggers import BrokerSpec, MeshConfig, TriggerSpec
 BASE = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
 
 
-def trigger(name: str, spec: dict[str, object] | None = None, parallelism: int = 100,
-            broker: str = "default") -> TriggerSpec:
+def trigger(
+    name: str,
+    spec: dict[str, object] | None = None,
+    parallelism: int = 100,
+    broker: str = "default",
+) -> TriggerSpec:
     filt = compile_filters(spec["filters"]) if spec else compile_filters([])
-    return TriggerSpec("ns", name, broker, Destination(uri="http://x"), filt,
-                       parallelism=parallelism)
+    return TriggerSpec(
+        "ns", name, broker, Destination(uri="http://x"), filt, parallelism=parallelism
+    )
 
 
 def config(*triggers: TriggerSpec, brokers: tuple[str, ...] = ("default",)) -> MeshConfig:
@@ -60,13 +65,24 @@ def config(*triggers: TriggerSpec, brokers: tuple[str, ...] = ("default",)) -> M
 
 def test_attributes_are_ce_prefixed_string_headers() -> None:
     event = Event.create(
-        {**BASE, "datacontenttype": "application/json", "count": 3, "flag": False,
-         "subject": "héllo"}, b"{}",
+        {
+            **BASE,
+            "datacontenttype": "application/json",
+            "count": 3,
+            "flag": False,
+            "subject": "héllo",
+        },
+        b"{}",
     )
     wire = to_amqp(event)
     assert wire.headers == {
-        "ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t",
-        "ce-count": "3", "ce-flag": "false", "ce-subject": "héllo",
+        "ce-specversion": "1.0",
+        "ce-id": "1",
+        "ce-source": "/s",
+        "ce-type": "t",
+        "ce-count": "3",
+        "ce-flag": "false",
+        "ce-subject": "héllo",
         TYPES_HEADER: "count:i,flag:b",
     }
     assert wire.content_type == "application/json"
@@ -116,13 +132,25 @@ def test_a_content_type_too_long_for_the_property_travels_as_a_header() -> None:
 
 def test_other_publishers_messages_are_read_leniently() -> None:
     headers = {
-        "ce-specversion": b"1.0", "ce-id": "x", "ce-source": "/s", "ce-type": "t",
-        "ce-count": 5, "ce-ok": True, "x-death": [], "x-delivery-count": 3, "other": "ignored",
+        "ce-specversion": b"1.0",
+        "ce-id": "x",
+        "ce-source": "/s",
+        "ce-type": "t",
+        "ce-count": 5,
+        "ce-ok": True,
+        "x-death": [],
+        "x-delivery-count": 3,
+        "other": "ignored",
     }
     event, attempt = from_amqp(headers, b"body", "text/plain")
     assert attempt == 0
     assert event.attributes == {
-        "specversion": "1.0", "id": "x", "source": "/s", "type": "t", "count": 5, "ok": True,
+        "specversion": "1.0",
+        "id": "x",
+        "source": "/s",
+        "type": "t",
+        "count": 5,
+        "ok": True,
         "datacontenttype": "text/plain",
     }
 
@@ -173,8 +201,20 @@ def test_parking_time() -> None:
 
 @pytest.mark.parametrize(
     ("delay", "bucket"),
-    [(0, 0), (-1, 0), (0.0001, 1), (0.037, 37), (0.099, 99), (0.1, 100), (0.1001, 110),
-     (0.25, 250), (0.3, 300), (1.234, 1300), (9.99, 10000), (3600, 3_600_000)],
+    [
+        (0, 0),
+        (-1, 0),
+        (0.0001, 1),
+        (0.037, 37),
+        (0.099, 99),
+        (0.1, 100),
+        (0.1001, 110),
+        (0.25, 250),
+        (0.3, 300),
+        (1.234, 1300),
+        (9.99, 10000),
+        (3600, 3_600_000),
+    ],
 )
 def test_delays_round_up_to_two_significant_digits(delay: float, bucket: int) -> None:
     assert delay_bucket(delay) == bucket
@@ -264,20 +304,24 @@ def test_registry_fold_latest_wins_and_garbage_is_skipped() -> None:
     names = Names("p")
     old = plan_topology(config(trigger("t", {"filters": [{"exact": {"type": "a"}}]})), names)
     new = plan_topology(config(trigger("t", {"filters": [{"exact": {"type": "b"}}]})), names)
-    state = fold_records([
-        queue_record(old.queues["ns/t"]),
-        b"not json",
-        b'{"kind": "queue"}',
-        sync_record("n1"),
-        exchange_record("p.ns.default", "ns/default"),
-        exchange_record("p.ns.gone", "ns/gone"),
-    ])
+    state = fold_records(
+        [
+            queue_record(old.queues["ns/t"]),
+            b"not json",
+            b'{"kind": "queue"}',
+            sync_record("n1"),
+            exchange_record("p.ns.default", "ns/default"),
+            exchange_record("p.ns.gone", "ns/gone"),
+        ]
+    )
     assert set(state.queues) == {"p.ns.t"}
     assert stale_bindings(state, new.queues["ns/t"]) == [old.queues["ns/t"].binding]
     assert stale_bindings(state, old.queues["ns/t"]) == []
     assert prune_candidates(state, new) == ["p.ns.gone"]
     assert prune_candidates(state, plan_topology(config(), names)) == [
-        "p.ns.t", "p.ns.t.dlq", "p.ns.gone",
+        "p.ns.t",
+        "p.ns.t.dlq",
+        "p.ns.gone",
     ]
     state = fold_records([queue_record(old.queues["ns/t"]), deleted_record("p.ns.t")])
     assert state.queues == {}
@@ -287,4 +331,3 @@ def test_sync_records() -> None:
     assert sync_nonce(sync_record("abc")) == "abc"
     assert sync_nonce(exchange_record("x", "ns/x")) is None
     assert sync_nonce(b'{"kind":"sync"') is None
-
