@@ -1,0 +1,299 @@
+"""The live view: accepted events, the triggers they matched and their delivery outcomes, as
+server-sent events (`GET /events/stream[?broker=ns/name]`) for tools and for `GET /ui`.
+
+Why server-sent events: one-way, plain HTTP, reconnecting by themselves in every browser
+(`EventSource`) and readable with `curl -N`. Frames:
+
+    event: hello      {"brokers": [...], "triggers": [{name, broker, filter, subscriber}]}
+    event: accepted   {"broker", "id", "type", "source", "attributes", "triggers": [matched]}
+    event: delivery   {"broker", "id", "trigger", "ok", "status", "code", "error", "reply",
+                       "retryable", "retries"}  (one per attempt; the client counts them)
+    event: dropped    {"count": n}   (this client missed n frames by reading too slowly)
+
+A reply a function sends back appears as its own `accepted` frame with `reply_to`.
+
+The hub must never slow ingress or delivery down: listeners return at once when nobody
+watches; each client has a bounded queue filled with `put_nowait`, and a full queue drops
+the frame and counts it (`cemesh_live_dropped_events_total`) instead of waiting. Event data is
+not streamed unless `payload_limit` is set (as logs, the view shows attributes by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Final
+
+import uvicorn
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, reply_stamp
+from brokers.event import Event
+from brokers.triggers import MeshConfig, TriggerSpec
+from gateway.metrics import delivery_code
+
+QUEUE_SIZE: Final = 1000
+HEARTBEAT: Final = 15.0
+BATCH: Final = 64
+KEEPALIVE: Final = b": keepalive\n\n"
+
+
+def frame(kind: str, payload: Mapping[str, Any]) -> bytes:
+    """One SSE frame. `json.dumps` escapes newlines, so the data is always one line."""
+    return f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+def ui_page() -> bytes:
+    """The built-in page, shipped as package data (no build step)."""
+    return resources.files("gateway").joinpath("static/ui.html").read_bytes()
+
+
+@dataclass(eq=False, slots=True)
+class Client:
+    broker: str | None
+    queue: asyncio.Queue[bytes | None]
+    dropped: int = 0
+    reported: int = 0
+
+
+@dataclass(slots=True)
+class LiveHub:
+    """Fans mesh activity out to the connected clients."""
+
+    queue_size: int = QUEUE_SIZE
+    payload_limit: int = 0
+    on_drop: Callable[[], None] | None = None
+    on_clients: Callable[[int], None] | None = None
+    config: MeshConfig | None = None
+    sees_replies: bool = False  # set when the dispatcher calls on_reply through a reply hook
+    clients: set[Client] = field(default_factory=set)
+    closed: bool = False
+    _triggers: dict[str, list[TriggerSpec]] = field(default_factory=dict)
+
+    def attach(self, config: MeshConfig) -> None:
+        self.config = config
+        self._triggers = {key: config.triggers_of(key) for key in config.brokers}
+        self.closed = False
+
+    def subscribe(self, broker: str | None) -> Client:
+        client = Client(broker, asyncio.Queue(self.queue_size))
+        self.clients.add(client)
+        if self.on_clients is not None:
+            self.on_clients(len(self.clients))
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        self.clients.discard(client)
+        if self.on_clients is not None:
+            self.on_clients(len(self.clients))
+
+    def close(self) -> None:
+        """End every stream (on shutdown: open streams would hold a graceful stop)."""
+        self.closed = True
+        for client in self.clients:
+            while not client.queue.empty():
+                client.queue.get_nowait()
+            client.queue.put_nowait(None)
+
+    def hello(self) -> bytes:
+        config = self.config
+        brokers = sorted(config.brokers) if config else []
+        triggers = [
+            {
+                "name": t.key,
+                "broker": t.broker_key,
+                "filter": t.filter.description,
+                "subscriber": t.subscriber.describe(),
+                "retries": t.delivery.retry,
+            }
+            for t in (config.triggers if config else ())
+        ]
+        return frame("hello", {"brokers": brokers, "triggers": triggers})
+
+    def on_accepted(self, broker: str, events: list[Event]) -> None:
+        """Ingress `accepted_listeners` hook: cheap when nobody watches."""
+        if not self.clients:
+            return
+        targets = self._targets(broker)
+        for event in events:
+            if targets:
+                self._offer(targets, frame("accepted", self._accepted(broker, event)))
+
+    def on_delivery(self, trigger: TriggerSpec, event: Event, outcome: Outcome) -> None:
+        """Dispatcher `listeners` hook, after every delivery attempt."""
+        if not self.clients:
+            return
+        broker = trigger.broker_key
+        targets = self._targets(broker)
+        if not targets:
+            return
+        reply = outcome.reply
+        record: dict[str, Any] = {
+            "broker": broker,
+            "id": event.id,
+            "trigger": trigger.key,
+            "subscriber": trigger.subscriber.describe(),
+            "ok": outcome.ok,
+            "status": outcome.status,
+            "code": delivery_code(outcome),
+            "error": outcome.error,
+            "retryable": not outcome.ok and outcome.retryable,
+            "retries": trigger.delivery.retry,
+            "reply": {"id": reply.id, "type": reply.type} if reply else None,
+            "at": time.time(),
+        }
+        self._offer(targets, frame("delivery", record))
+        if reply is None:
+            return
+        stamped = reply_stamp(event, reply)
+        if stamped is not None and self.sees_replies:
+            return  # on_reply shows it as the dispatcher publishes it
+        accepted = self._accepted(broker, stamped or reply)
+        accepted["reply_to"] = event.id
+        if stamped is None:
+            accepted["triggers"] = []
+            accepted["dropped"] = "knativebrokerttl exhausted"
+        self._offer(targets, frame("accepted", accepted))
+
+    def on_reply(self, broker: str, request: Event, reply: Event) -> None:
+        """A reply as the dispatcher publishes it (after every reply hook has stamped it)."""
+        if not self.clients:
+            return
+        targets = self._targets(broker)
+        if targets:
+            accepted = self._accepted(broker, reply)
+            accepted["reply_to"] = request.id
+            self._offer(targets, frame("accepted", accepted))
+
+    def _targets(self, broker: str) -> list[Client]:
+        return [c for c in self.clients if c.broker is None or c.broker == broker]
+
+    def _offer(self, targets: list[Client], data: bytes) -> None:
+        if self.closed:
+            return
+        for client in targets:
+            try:
+                client.queue.put_nowait(data)
+            except asyncio.QueueFull:
+                client.dropped += 1
+                if self.on_drop is not None:
+                    self.on_drop()
+
+    def _accepted(self, broker: str, event: Event) -> dict[str, Any]:
+        matched = [t.key for t in self._triggers.get(broker, ()) if t.filter.matches(event)]
+        record: dict[str, Any] = {
+            "broker": broker,
+            "id": event.id,
+            "type": event.type,
+            "source": event.source,
+            "subject": event.subject,
+            "arrival": event.text(ARRIVAL_ATTRIBUTE),
+            "traceparent": event.text("traceparent"),
+            "attributes": {name: event.text(name) for name in event.attributes},
+            "triggers": matched,
+            "size": len(event.data or b""),
+        }
+        if self.payload_limit and event.data is not None:
+            record["data"] = _preview(event.data, self.payload_limit)
+        return record
+
+
+def _preview(data: bytes, limit: int) -> str:
+    try:
+        text = data[:limit].decode("utf-8")
+    except UnicodeDecodeError:
+        return f"({len(data)} bytes, not UTF-8)"
+    return text + ("…" if len(data) > limit else "")
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EventStream(Response):
+    """The `text/event-stream` response of one client, ended by a disconnect or `close()`.
+
+    Bare ASGI underneath (rather than StreamingResponse) so the client is unsubscribed the
+    moment it goes away, not when a garbage-collected generator gets round to it.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: LiveHub, broker: str | None) -> None:
+        super().__init__(
+            None,
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            media_type=self.media_type,
+        )
+        # A stream has no length: drop the `content-length: 0` Response adds for an empty body.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.hub = hub
+        self.broker = broker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        client = hub.subscribe(self.broker)
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            opening = b"retry: 2000\n\n" + hub.hello()
+            await send({"type": "http.response.body", "body": opening, "more_body": True})
+            while True:
+                chunk = await _next_chunk(client, gone)
+                if chunk is None:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not gone.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away while we wrote
+        finally:
+            gone.cancel()
+            hub.unsubscribe(client)
+
+
+async def _next_chunk(client: Client, gone: asyncio.Future[None]) -> bytes | None:
+    """The next frames to write (batched), a keep-alive, or None when the stream ends."""
+    getter = asyncio.ensure_future(client.queue.get())
+    waiting: set[asyncio.Future[Any]] = {getter, gone}
+    done, _ = await asyncio.wait(waiting, timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
+    if getter not in done:
+        getter.cancel()
+        return None if gone in done else KEEPALIVE
+    parts: list[bytes] = []
+    if client.dropped > client.reported:
+        parts.append(frame("dropped", {"count": client.dropped - client.reported}))
+        client.reported = client.dropped
+    item = getter.result()
+    while item is not None:
+        parts.append(item)
+        if len(parts) >= BATCH or client.queue.empty():
+            break
+        item = client.queue.get_nowait()
+    if item is None and not parts:
+        return None
+    if item is None:  # closed after these frames: write them, end on the next call
+        client.queue.put_nowait(None)
+    return b"".join(parts)
+
+
+class LiveAwareServer(uvicorn.Server):
+    """uvicorn's Server, ending live-view streams when shutdown starts.
+
+    uvicorn waits for open responses before it runs the lifespan shutdown, and an event stream
+    never finishes by itself: without this, a browser left on /ui would hold every stop for
+    the whole graceful period.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        observability = getattr(getattr(self.config.app, "state", None), "observability", None)
+        if observability is not None:
+            observability.live.close()
+        await super().shutdown(sockets)
