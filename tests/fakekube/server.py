@@ -267,7 +267,7 @@ class FakeKube:
     def start(self) -> FakeKube:
         self._server = _Server(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fakekube", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="fakekube", daemon=True
         )
         self._thread.start()
         return self
@@ -683,6 +683,13 @@ class FakeKube:
         if not isinstance(body, dict):
             raise ApiError(400, "the body of the request must be a JSON object")
         obj = copy.deepcopy(body)
+        if crds.builtin_kind(resource.api_version, resource.kind) is not None:
+            # Built-in types decode with the URL's group/version/kind as defaults.
+            obj.setdefault("apiVersion", resource.api_version)
+            obj.setdefault("kind", resource.kind)
+        elif not obj.get("kind") or not obj.get("apiVersion"):
+            missing = "Kind" if not obj.get("kind") else "apiVersion"
+            raise ApiError(400, f"Object '{missing}' is missing in '{json.dumps(body)[:200]}'")
         if obj.get("apiVersion") != resource.api_version:
             raise ApiError(
                 400,
