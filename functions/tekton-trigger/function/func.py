@@ -1,7 +1,7 @@
 """tekton-trigger: CloudEvents in, Tekton PipelineRuns out (a Knative function, `invoke:
 cloudevent`).
 
-For each event: find the binding for its type, render the PipelineRun (bindings.py,
+For each event: find the binding for its type, render the PipelineRun (bindings.py, paths.py,
 pipelinerun.py), create it through the Kubernetes API (kube.py) or, in dry run, only build it,
 and reply with a CDEvent `pipelinerun.queued` linked to the event (reply.py). Errors answer with
 the status that makes the broker retry (503) or dead-letter (400, 422) (errors.py).
@@ -29,9 +29,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from .bindings import Bindings, EventView, load_bindings
+from .bindings import Bindings, load_bindings
 from .errors import BadEvent, TriggerError
 from .kube import Cluster, connect, default_namespace
+from .paths import EventView
 from .pipelinerun import Cause, build, run_name
 from .reply import as_cloudevent, error_event, now, queued_cdevent, queued_id
 

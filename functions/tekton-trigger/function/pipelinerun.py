@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .bindings import Binding, EventView
+from .bindings import Binding
 from .errors import BadEvent
+from .paths import EventView
 
 GROUP: Final = "tekton.dev"
 VERSION: Final = "v1"

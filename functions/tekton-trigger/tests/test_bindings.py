@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from function import bindings, errors, pipelinerun
+from function import bindings, errors, paths, pipelinerun
 
-EventView, PathExpr, Template = bindings.EventView, bindings.PathExpr, bindings.Template
+EventView, PathExpr, Template = paths.EventView, paths.PathExpr, paths.Template
 parse_bindings = bindings.parse_bindings
 BadEvent, BindingsError = errors.BadEvent, errors.BindingsError
 label_value, run_name = pipelinerun.label_value, pipelinerun.run_name
@@ -85,6 +85,7 @@ def test_missing_paths_are_named(template, data, message):
         ("$(context.nope)", "context paths are context.NAME"),
         ("$(context.id.x)", "context paths are context.NAME"),
         ("$(extensions.Bad)", r"extension paths are extensions.NAME"),
+        ("$(extensions.id)", r"id is a context attribute: \$\(context.id\)"),
         ("$(body..a)", "empty key"),
         ("$(body.a", "unterminated"),
     ],
