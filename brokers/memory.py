@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -64,7 +64,33 @@ class MemoryMessage:
     async def release(self) -> None:
         self._settle()
         again = MemoryMessage(self.broker, self.trigger, self.event, self.attempt)
-        self.broker._schedule(again, 0)
+        self.broker._queues[self.trigger].put_front(again)
+
+
+class TriggerQueue:
+    """A trigger's FIFO. Unlike asyncio.Queue, a released message goes back to the head, as
+    it does on RabbitMQ, so a strict-FIFO trigger keeps its order."""
+
+    def __init__(self) -> None:
+        self._items: deque[MemoryMessage] = deque()
+        self._waiting = asyncio.Event()
+
+    def put(self, message: MemoryMessage) -> None:
+        self._items.append(message)
+        self._waiting.set()
+
+    def put_front(self, message: MemoryMessage) -> None:
+        self._items.appendleft(message)
+        self._waiting.set()
+
+    async def get(self) -> MemoryMessage:
+        while not self._items:
+            self._waiting.clear()
+            await self._waiting.wait()
+        return self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class MemoryBroker:
@@ -72,7 +98,7 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self._indexes: dict[str, TriggerIndex] = {}
-        self._queues: dict[str, asyncio.Queue[MemoryMessage]] = {}
+        self._queues: dict[str, TriggerQueue] = {}
         self._consumers: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -84,7 +110,7 @@ class MemoryBroker:
     async def open(self, config: MeshConfig) -> None:
         self._indexes = {key: TriggerIndex(config.triggers_of(key)) for key in config.brokers}
         for trigger in config.triggers:
-            self._queues.setdefault(trigger.key, asyncio.Queue())
+            self._queues.setdefault(trigger.key, TriggerQueue())
         self._open = True
 
     async def close(self) -> None:
@@ -106,7 +132,7 @@ class MemoryBroker:
             raise UnknownBroker(f"broker {broker} does not exist")
         for event in events:
             for trigger in index.matching(event):
-                self._queues[trigger.key].put_nowait(MemoryMessage(self, trigger.key, event))
+                self._queues[trigger.key].put(MemoryMessage(self, trigger.key, event))
 
     async def consume(self, trigger: TriggerSpec, handler: Handler) -> None:
         queue = self._queues.get(trigger.key)
@@ -115,16 +141,17 @@ class MemoryBroker:
         task = asyncio.create_task(self._consume(queue, handler, trigger.parallelism))
         self._consumers.append(task)
 
-    async def _consume(
-        self, queue: asyncio.Queue[MemoryMessage], handler: Handler, parallelism: int
-    ) -> None:
+    async def _consume(self, queue: TriggerQueue, handler: Handler, parallelism: int) -> None:
         slots = asyncio.Semaphore(parallelism)
         while True:
-            message = await queue.get()
-            if parallelism == 1:
-                await self._run(handler, message)
-                continue
             await slots.acquire()
+            try:
+                message = await queue.get()
+            except asyncio.CancelledError:
+                slots.release()
+                raise
+            # Handlers run in their own tasks so stopping the consumer never cancels one in
+            # flight; with parallelism 1 the next message waits for the slot (strict FIFO).
             task = asyncio.create_task(self._run(handler, message))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -135,8 +162,10 @@ class MemoryBroker:
             await handler(message)
         except Exception:
             log.exception("handler failed; the message is released for redelivery")
-            if not message.settled:
-                await message.release()
+        if not message.settled:
+            if self._open:
+                log.warning("a handler returned without settling; the message is released")
+            await message.release()
 
     async def stop_consuming(self) -> None:
         for task in self._consumers:
@@ -147,13 +176,13 @@ class MemoryBroker:
     def _schedule(self, message: MemoryMessage, delay: float) -> None:
         queue = self._queues[message.trigger]
         if delay <= 0:
-            queue.put_nowait(message)
+            queue.put(message)
             return
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
             self._timers.discard(timer)
-            queue.put_nowait(message)
+            queue.put(message)
 
         timer = loop.call_later(delay, fire)
         self._timers.add(timer)

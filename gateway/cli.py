@@ -23,6 +23,7 @@ from brokers.event import Event
 from gateway import cli_cesql
 from gateway.cli_admin import add_commands as add_admin_commands
 from gateway.cli_render import add_commands as add_render_commands
+from gateway.cli_topology import add_commands as add_topology_commands
 
 
 class CliError(Exception):
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_cesql.add_commands(sub)
     add_admin_commands(sub)  # state hook (issue 5): replay, events, dlq
     add_render_commands(sub)
+    add_topology_commands(sub)
     return parser
 
 
@@ -237,4 +239,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable copy of this module, so `python -m gateway.cli` raises and catches the
+    # same CliError class as the subcommand modules that import it.
+    from gateway.cli import main as _main
+
+    sys.exit(_main())

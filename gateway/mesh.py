@@ -37,13 +37,13 @@ def load_mesh(settings: Settings) -> LoadedConfig:
     return LoadedConfig(config, projects)
 
 
-def make_broker(url: str) -> Broker:
+def make_broker(url: str, prefix: str = "cemesh") -> Broker:
     if url.startswith("memory:"):
         return MemoryBroker()
     if url.startswith(("amqp://", "amqps://")):
         from brokers.rabbitmq import RabbitBroker
 
-        broker: Broker = RabbitBroker(url)
+        broker: Broker = RabbitBroker(url, prefix=prefix, connection_name=f"cemesh {prefix}")
         return broker
     raise ValueError(f"unsupported broker URL '{url}' (use memory:// or amqp://)")
 
@@ -70,11 +70,14 @@ class Mesh:
 
     @classmethod
     def build(
-        cls, settings: Settings, loaded: LoadedConfig | None = None, broker: Broker | None = None,
+        cls,
+        settings: Settings,
+        loaded: LoadedConfig | None = None,
+        broker: Broker | None = None,
         state: State | None = None,
     ) -> Mesh:
         loaded = loaded or load_mesh(settings)
-        broker = broker or make_broker(settings.broker_url)
+        broker = broker or make_broker(settings.broker_url, settings.broker_prefix)
         functions = FunctionHost(loaded.functions, {"CEMESH_STATE_URL": settings.state_url})
         # --- state hook (issue 5): functions get REDIS_URL and their own CEMESH_STATE_PREFIX
         functions.env_for = lambda p: function_env(settings.state_url, p.namespace, p.name)

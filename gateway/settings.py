@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     broker_url: str = Field(
         "memory://", description="memory:// or amqp://user:pass@host:port/vhost"
     )
+    broker_prefix: str = Field(
+        "cemesh",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="RabbitMQ names start with it: one prefix is one mesh",
+    )
     state_url: str = Field("memory://", description="memory:// or redis://host:port/db")
     namespace: str = Field("default", description="Namespace of objects that name none")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest single-event request body")

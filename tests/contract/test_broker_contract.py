@@ -288,14 +288,6 @@ async def test_parallelism_n_runs_n_at_once(open_broker: OpenBroker) -> None:
 async def test_stop_consuming_lets_in_flight_handlers_finish(
     open_broker: OpenBroker, broker_kind: str, parallelism: int, request: pytest.FixtureRequest
 ) -> None:
-    if broker_kind == "memory" and parallelism == 1:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MemoryBroker runs a parallelism-1 handler inside the consumer task, so "
-                "stop_consuming() cancels it (reported to the lead)",
-            )
-        )
     t = trigger("stoppable", parallelism=parallelism)
     broker = await open_broker(mesh(t))
     started, release = asyncio.Event(), asyncio.Event()
@@ -366,13 +358,6 @@ async def test_replies_reach_the_listening_replica_only(open_broker: OpenBroker)
 async def test_a_released_message_keeps_its_place_in_a_fifo_trigger(
     open_broker: OpenBroker, broker_kind: str, request: pytest.FixtureRequest
 ) -> None:
-    if broker_kind == "memory":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MemoryBroker requeues a released message at the tail (reported)",
-            )
-        )
     t = trigger("fifo-release", parallelism=1)
     broker = await open_broker(mesh(t))
     crashed = False
