@@ -50,6 +50,8 @@ from cdevents.events import (
     TaskRunFinished,
 )
 
+QUEUED_ANNOTATION: Final = "cemesh.dev/queued-id"
+"""On a run made by tekton-trigger: the id of the `pipelinerun.queued` CDEvent it replied."""
 TYPE_PREFIX: Final = "dev.tekton.event."
 DEFAULT_API_URL: Final = "https://kubernetes.default.svc"
 CANCELLED: Final = frozenset(
@@ -116,9 +118,14 @@ class _Run:
         self.api_url = api_url.rstrip("/")
 
     def label(self, name: str) -> str | None:
-        labels = self.run.value("metadata.labels")
-        value = labels.get(name) if isinstance(labels, dict) else None
-        return value if isinstance(value, str) and value else None
+        """An annotation of that name, else the label: tekton-trigger keeps exact values in
+        annotations because label values must be short and plain (it sanitizes the labels)."""
+        for where in ("metadata.annotations", "metadata.labels"):
+            found = self.run.value(where)
+            value = found.get(name) if isinstance(found, dict) else None
+            if isinstance(value, str) and value:
+                return value
+        return None
 
     def common(self, cdevent: str) -> _Common:
         uid = self.run.maybe_text("metadata.uid")
@@ -163,6 +170,9 @@ def _pipelinerun(state: str, run: _Run) -> list[CDEvent]:
     if state == "queued":
         queued: PipelineRun = {"pipelineName": name, "uri": content["uri"]}
         common, when = run.common("pipelinerun.queued"), run.time("metadata.creationTimestamp")
+        # tekton-trigger already announced this run as queued: reuse its id so the two
+        # announcements are one event to the broker's deduplication.
+        common["id"] = run.label(QUEUED_ANNOTATION) or common["id"]
         return [build.pipelinerun_queued(**common, content=queued, timestamp=when)]
     if state == "started":
         common, when = run.common("pipelinerun.started"), run.time("status.startTime")

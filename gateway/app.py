@@ -69,19 +69,26 @@ def create_app(
     broker: Broker | None = None,
     state: Any = None,
     loaded: LoadedConfig | None = None,
+    mesh: Mesh | None = None,
 ) -> FastAPI:
+    """The gateway app. With `mesh`, the caller has started it and stops it (`cemesh up`
+    does, so start-up errors are reported before the server listens); otherwise the app's
+    lifespan builds, starts and stops one."""
     holder: dict[str, Mesh] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mesh = Mesh.build(settings, loaded, broker, state=state)  # state hook (issue 5)
-        holder["mesh"] = mesh
-        app.state.mesh = mesh
-        await mesh.start()
+        if mesh is not None:
+            holder["mesh"] = app.state.mesh = mesh
+            yield
+            return
+        built = Mesh.build(settings, loaded, broker, state=state)  # state hook (issue 5)
+        holder["mesh"] = app.state.mesh = built
+        await built.start()
         try:
             yield
         finally:
-            await mesh.stop()
+            await built.stop()
 
     app = FastAPI(
         title="cemesh gateway",

@@ -143,13 +143,16 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"refusing to serve {settings.host} without tokens: set --tokens-file, "
             "or --allow-open to let anyone publish"
         )
-    print(summary(settings, loaded), flush=True)
-    if not tokens:
-        print(
-            f"cemesh: open mode, no tokens: anyone who reaches {settings.host} can publish",
-            flush=True,
-        )
-    asyncio.run(serve(settings, loaded))
+
+    def announce() -> None:
+        print(summary(settings, loaded), flush=True)
+        if not tokens:
+            print(
+                f"cemesh: open mode, no tokens: anyone who reaches {settings.host} can publish",
+                flush=True,
+            )
+
+    asyncio.run(serve(settings, loaded, announce))
     return 0
 
 

@@ -152,9 +152,13 @@ class FunctionHost:
             if self.env_for is not None:  # state hook (issue 5)
                 env.update(self.env_for(project))
             if hasattr(instance, "start"):
-                result = instance.start(env)
-                if asyncio.iscoroutine(result):
-                    await result
+                try:
+                    result = instance.start(env)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception as exc:
+                    where = str(project.path / "function")
+                    raise ConfigError(where, project.name, f"start() failed: {exc}") from exc
             self.hosted[project.name] = HostedFunction(
                 project, instance, _asgi_application(project, instance), env
             )

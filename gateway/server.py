@@ -7,11 +7,17 @@ deliveries `shutdown_grace` seconds.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import uvicorn
 
 from gateway.app import create_app
-from gateway.mesh import LoadedConfig
+from gateway.mesh import LoadedConfig, Mesh
 from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def summary(settings: Settings, loaded: LoadedConfig) -> str:
@@ -46,8 +52,32 @@ def summary(settings: Settings, loaded: LoadedConfig) -> str:
     return "\n".join(lines)
 
 
-async def serve(settings: Settings, loaded: LoadedConfig) -> None:
-    app = create_app(settings, loaded=loaded)
+async def serve(
+    settings: Settings, loaded: LoadedConfig, announce: Callable[[], None] = lambda: None
+) -> None:
+    """Start the mesh, then serve; on a signal the server stops taking requests first, then
+    the mesh stops (in-flight deliveries get `shutdown_grace`)."""
+    mesh = Mesh.build(settings, loaded)
+    try:
+        await mesh.start()
+    except BaseException:
+        await _stop_quietly(mesh)
+        raise
+    announce()
+    try:
+        await _serve(settings, create_app(settings, mesh=mesh))
+    finally:
+        await mesh.stop()
+
+
+async def _stop_quietly(mesh: Mesh) -> None:
+    try:
+        await mesh.stop()
+    except Exception:  # a half-started mesh: report the start-up error, not this one
+        log.debug("stopping a half-started mesh failed", exc_info=True)
+
+
+async def _serve(settings: Settings, app: Any) -> None:
     config = uvicorn.Config(
         app,
         host=settings.host,
