@@ -30,7 +30,7 @@ from brokers.dispatch import ingress_stamp
 from brokers.errors import BrokerError
 from brokers.event import Event
 from brokers.state import TARGET_EXTENSION, target_extensions
-from brokers.state.base import LogEntry, StateUnavailable, check_bound, id_at
+from brokers.state.base import LogEntry, StateUnavailable, check_bound, id_at, parse_id
 from brokers.triggers import TriggerSpec
 from gateway.problems import PROBLEM_JSON, HTTPProblem, from_exception
 
@@ -195,7 +195,7 @@ def admin_router(get_mesh: Callable[[], Mesh]) -> APIRouter:
         if after is None:
             entries = await _state(state.tail(key, limit))
             return _page(key, entries, None)
-        start = "(" + _bound(after, "after")
+        start = "(" + _stream_id(after, "after")
         deadline = time.monotonic() + wait
         while True:
             entries = await _state(state.read(key, start, "+", limit))
@@ -433,6 +433,14 @@ def _bound(text: str, field: str) -> str:
         return check_bound(text)
     except ValueError as exc:
         raise HTTPProblem(400, "Invalid Request", str(exc), field=field) from None
+
+
+def _stream_id(text: str, field: str) -> str:
+    try:
+        parse_id(text)
+    except ValueError as exc:
+        raise HTTPProblem(400, "Invalid Request", str(exc), field=field) from None
+    return text
 
 
 def _utc(when: datetime) -> datetime:

@@ -77,6 +77,7 @@ REPLAY_EXTENSION: Final = "cemeshreplay"
 DEDUP: Final = "dedup"
 DELIVERED: Final = "delivered"
 WARN_EVERY: Final = 10.0
+IDS_HEADER_LIMIT: Final = 4096
 _URL_OPTIONS: Final = ("prefix", "log_maxlen", "timeout")
 _ID_SAFE: Final = "!#$&'()*+-./:;=?@_~"
 
@@ -182,13 +183,25 @@ class Admission:
 
 
 def duplicate_headers(admission: Admission) -> list[tuple[bytes, bytes]]:
-    """`cemesh-duplicate: true|partial` and `cemesh-duplicate-ids` (percent-encoded, comma
-    separated) when some events of the request were duplicates; nothing otherwise."""
+    """When some events of a request were duplicates: `cemesh-duplicate: true|partial` (all or
+    some), `cemesh-duplicate-count`, and `cemesh-duplicate-ids` (percent-encoded, comma
+    separated, cut at about 4 KiB so the response stays within HTTP clients' header limits)."""
     if not admission.duplicates:
         return []
     verdict = b"partial" if admission.published else b"true"
-    ids = ",".join(quote(event.id, safe=_ID_SAFE) for event in admission.duplicates)
-    return [(b"cemesh-duplicate", verdict), (b"cemesh-duplicate-ids", ids.encode("ascii"))]
+    ids: list[str] = []
+    size = 0
+    for event in admission.duplicates:
+        encoded = quote(event.id, safe=_ID_SAFE)
+        size += len(encoded) + 1
+        if size > IDS_HEADER_LIMIT:
+            break
+        ids.append(encoded)
+    return [
+        (b"cemesh-duplicate", verdict),
+        (b"cemesh-duplicate-count", str(len(admission.duplicates)).encode()),
+        (b"cemesh-duplicate-ids", ",".join(ids).encode("ascii")),
+    ]
 
 
 @dataclass(slots=True)

@@ -300,6 +300,7 @@ async def test_ledger_publishes_a_repeated_event_once(state: State) -> None:
     assert duplicate_headers(first) == []
     assert dict(duplicate_headers(again)) == {
         b"cemesh-duplicate": b"true",
+        b"cemesh-duplicate-count": b"1",
         b"cemesh-duplicate-ids": b"e-1",
     }
     assert len(inboxes["all"].messages) == 2
@@ -318,10 +319,24 @@ async def test_ledger_batch_reports_which_were_duplicates(state: State) -> None:
     assert [e.id for e in admission.published] == ["e-2", "a,b c"]
     assert dict(duplicate_headers(admission)) == {
         b"cemesh-duplicate": b"partial",
+        b"cemesh-duplicate-count": b"3",
         b"cemesh-duplicate-ids": b"e-1,e-2,a%2Cb%20c",
     }
     await settle()
     assert len(inboxes["all"].messages) == 3
+    await broker.close()
+
+
+async def test_ledger_duplicate_ids_header_is_bounded(state: State) -> None:
+    cfg = config(trigger("all"))
+    broker, _ = await opened(cfg)
+    ledger = Ledger(state, cfg)
+    many = [event(n, source="/" + "s" * 50) for n in range(1000)]
+    await ledger.publish(broker, BROKER, many)
+    headers = dict(duplicate_headers(await ledger.publish(broker, BROKER, many)))
+    assert headers[b"cemesh-duplicate-count"] == b"1000"
+    assert 3500 < len(headers[b"cemesh-duplicate-ids"]) <= 4096
+    assert headers[b"cemesh-duplicate-ids"].startswith(b"e-0,e-1,")
     await broker.close()
 
 

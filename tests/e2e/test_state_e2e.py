@@ -25,6 +25,7 @@ from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, write
 pytestmark = pytest.mark.e2e
 
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
 
 CONFIG: Final = """
 apiVersion: eventing.knative.dev/v1
@@ -116,8 +117,48 @@ def _config(tmp_path: Path, sink: Sink, ns: str = "default") -> Path:
 
 
 @pytest.fixture
-def mesh(tmp_path: Path, sink: Sink, state_url: str) -> Iterator[MeshProcess]:
-    with MeshProcess(_config(tmp_path, sink), extra=["--state", state_url]) as process:
+def broker_url() -> str:
+    """The broker of `mesh`; tests marked @BROKERS also run on RabbitMQ."""
+    return "memory://"
+
+
+@pytest.fixture
+def ns(broker_url: str) -> Iterator[str]:
+    """The namespace of the test's objects: unique on RabbitMQ, whose queues outlive a mesh."""
+    if broker_url.startswith("memory"):
+        yield "default"
+        return
+    if not (REPO / "brokers" / "rabbitmq.py").exists():
+        pytest.skip("brokers/rabbitmq.py (the RabbitMQ broker) is not in this tree yet")
+    name = f"st-{uuid.uuid4().hex[:8]}"
+    yield name
+    asyncio.run(_drop_namespace(name))
+
+
+async def _drop_namespace(ns: str) -> None:
+    """Delete the queues and exchanges a test namespace left in RabbitMQ."""
+    from brokers.rabbitmq import RabbitBroker
+    from brokers.triggers import MeshConfig
+
+    broker = RabbitBroker(AMQP_URL)
+    planned = [n for n in await broker.plan_prune(MeshConfig({}, [])) if f".{ns}." in n]
+    if planned:
+        await broker.prune(planned)
+
+
+BROKERS: Final = pytest.mark.parametrize(
+    "broker_url",
+    ["memory://", pytest.param(AMQP_URL, marks=pytest.mark.connected)],
+    ids=["memory-broker", "rabbitmq"],
+)
+
+
+@pytest.fixture
+def mesh(
+    tmp_path: Path, sink: Sink, state_url: str, broker_url: str, ns: str
+) -> Iterator[MeshProcess]:
+    extra = ["--state", state_url, "--broker", broker_url]
+    with MeshProcess(_config(tmp_path, sink, ns), extra=extra) as process:
         yield process
 
 
@@ -137,14 +178,22 @@ async def post(url: str, head: dict[str, str], body: bytes = b"{}") -> tuple[int
         return r.status, {k.lower(): v for k, v in r.headers.items()}
 
 
-def cli(mesh: MeshProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CEMESH, *args, "--url", mesh.url], cwd=REPO, capture_output=True, text=True, timeout=60
+async def cli(mesh: MeshProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `cemesh ...` against the mesh, off the event loop (the sink must keep answering)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [*CEMESH, *args, "--url", mesh.url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-async def test_the_same_event_twice_is_delivered_once(mesh: MeshProcess, sink: Sink) -> None:
-    url = mesh.url + "/default/default"
+async def test_the_same_event_twice_is_delivered_once(
+    mesh: MeshProcess, sink: Sink, ns: str
+) -> None:
+    url = mesh.url + f"/{ns}/default"
     first = await post(url, headers("dup-1"))
     second = await post(url, headers("dup-1"))
     assert first[0] == second[0] == 202
@@ -165,64 +214,67 @@ async def test_the_same_event_twice_is_delivered_once(mesh: MeshProcess, sink: S
     assert sorted(r.headers["ce-id"] for r in sink.on("/orders")) == ["dup-1", "dup-2"]
 
 
-async def test_events_and_replay_through_the_cli(mesh: MeshProcess, sink: Sink) -> None:
-    url = mesh.url + "/default/default"
+@BROKERS
+async def test_events_and_replay_through_the_cli(mesh: MeshProcess, sink: Sink, ns: str) -> None:
+    url = mesh.url + f"/{ns}/default"
     for i in range(3):
         assert (await post(url, headers(f"o-{i}")))[0] == 202
     assert (await post(url, headers("n-1", "com.example.note")))[0] == 202
     await sink.wait_for(3, path="/orders")
     await sink.wait_for(4, path="/audit")
 
-    shown = cli(mesh, "events", "--broker", "default/default")
+    shown = await cli(mesh, "events", "--broker", f"{ns}/default")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert len(lines) == 4
     assert "com.example.order  /shop  o-0" in lines[0]
     assert lines[-1].split()[1].endswith("Z")
 
-    dry = cli(mesh, "replay", "--broker", "default/default", "--since", "10m", "--dry-run")
+    dry = await cli(mesh, "replay", "--broker", f"{ns}/default", "--since", "10m", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.startswith("would replay 4 events of default/default to all triggers")
+    assert dry.stdout.startswith(f"would replay 4 events of {ns}/default to all triggers")
 
-    only = cli(
+    only = await cli(
         mesh,
         "replay",
         "--broker",
-        "default/default",
+        f"{ns}/default",
         "--type",
         "com.example.order",
         "--trigger",
         "orders",
     )
     assert only.returncode == 0, only.stderr
-    assert only.stdout.startswith("replayed 3 events of default/default to trigger default/orders")
+    assert only.stdout.startswith(f"replayed 3 events of {ns}/default to trigger {ns}/orders")
     again = await sink.wait_for(6, path="/orders")
     replayed = again[3:]
     assert sorted(r.headers["ce-id"] for r in replayed) == ["o-0", "o-1", "o-2"]
     assert all(r.headers["ce-cemeshreplay"].startswith("r-") for r in replayed)
     assert all("ce-cemeshtarget" not in r.headers for r in replayed)
 
-    everything = cli(mesh, "replay", "--broker", "default/default", "--from", lines[3].split()[0])
-    assert everything.stdout.startswith("replayed 1 event of default/default to all triggers")
+    everything = await cli(
+        mesh, "replay", "--broker", f"{ns}/default", "--from", lines[3].split()[0]
+    )
+    assert everything.stdout.startswith(f"replayed 1 event of {ns}/default to all triggers")
     await sink.wait_for(5, path="/audit")
     await asyncio.sleep(0.5)
     assert len(sink.on("/audit")) == 5  # the targeted replay did not reach `audit`
     assert len(sink.on("/orders")) == 6
 
-    bad = cli(mesh, "replay", "--broker", "default/nope")
+    bad = await cli(mesh, "replay", "--broker", f"{ns}/nope")
     assert (bad.returncode, bad.stderr.count("\n")) == (1, 1)
-    assert "broker default/nope does not exist (HTTP 404)" in bad.stderr
-    worse = cli(mesh, "replay", "--broker", "default/default", "--since", "last tuesday")
+    assert f"broker {ns}/nope does not exist (HTTP 404)" in bad.stderr
+    worse = await cli(mesh, "replay", "--broker", f"{ns}/default", "--since", "last tuesday")
     assert worse.returncode == 2
     assert "--since" in worse.stderr
 
 
-async def test_events_follow_prints_new_events(mesh: MeshProcess, sink: Sink) -> None:
+async def test_events_follow_prints_new_events(mesh: MeshProcess, sink: Sink, ns: str) -> None:
     follower = await asyncio.create_subprocess_exec(
         *CEMESH,
         "events",
         "--broker",
-        "default/default",
+        f"{ns}/default",
         "--follow",
         "--url",
         mesh.url,
@@ -230,33 +282,42 @@ async def test_events_follow_prints_new_events(mesh: MeshProcess, sink: Sink) ->
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert follower.stdout is not None
+    lines: list[str] = []
     try:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         for i in range(2):
-            await post(mesh.url + "/default/default", headers(f"f-{i}"))
-        await asyncio.sleep(1.5)
+            await post(mesh.url + f"/{ns}/default", headers(f"f-{i}"))
+        while len(lines) < 2:
+            lines.append((await asyncio.wait_for(follower.stdout.readline(), 15)).decode())
     finally:
         follower.send_signal(signal.SIGINT)
-        raw, _ = await asyncio.wait_for(follower.communicate(), 10)
-    out = raw.decode()
+        rest, _ = await asyncio.wait_for(follower.communicate(), 10)
+    out = "".join(lines) + rest.decode()
     assert [line.split()[4] for line in out.splitlines()] == ["f-0", "f-1"]
 
 
-async def test_dead_letters_through_the_cli(mesh: MeshProcess, sink: Sink, switch: Switch) -> None:
-    url = mesh.url + "/default/default"
+@BROKERS
+async def test_dead_letters_through_the_cli(
+    mesh: MeshProcess, sink: Sink, switch: Switch, ns: str
+) -> None:
+    url = mesh.url + f"/{ns}/default"
     for i in range(2):
         await post(url, headers(f"x-{i}", "com.example.flaky"))
     await sink.wait_for(2, path="/flaky")
-    await asyncio.sleep(0.3)
-
-    listed = cli(mesh, "dlq", "list", "--trigger", "default/flaky")
-    assert listed.returncode == 0, listed.stderr
-    rows = listed.stdout.splitlines()
-    assert rows[-1] == "2 dead letters for default/flaky"
+    deadline = time.monotonic() + 15
+    while True:  # dead-lettering is asynchronous (a confirmed publish on RabbitMQ)
+        listed = await cli(mesh, "dlq", "list", "--trigger", f"{ns}/flaky")
+        assert listed.returncode == 0, listed.stderr
+        rows = listed.stdout.splitlines()
+        if rows[-1].startswith("2 ") or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert rows[-1] == f"2 dead letters for {ns}/flaky"
     assert "com.example.flaky  /shop  x-0  HTTP 500" in rows[0]
     first_id = rows[0].split()[0]
 
-    shown = cli(mesh, "dlq", "show", "--trigger", "default/flaky", first_id)
+    shown = await cli(mesh, "dlq", "show", "--trigger", f"{ns}/flaky", first_id)
     letter = json.loads(shown.stdout)
     assert letter["error"] == {
         "destination": f"{sink.url}/flaky",
@@ -266,25 +327,25 @@ async def test_dead_letters_through_the_cli(mesh: MeshProcess, sink: Sink, switc
     assert letter["event"]["id"] == "x-0"
 
     switch.healthy = True
-    replayed = cli(mesh, "dlq", "replay", "--trigger", "default/flaky", first_id)
+    replayed = await cli(mesh, "dlq", "replay", "--trigger", f"{ns}/flaky", first_id)
     assert replayed.returncode == 0, replayed.stderr
-    assert replayed.stdout.strip() == f"replayed 1 dead letter of default/flaky to it: {first_id}"
+    assert replayed.stdout.strip() == f"replayed 1 dead letter of {ns}/flaky to it: {first_id}"
     got = await sink.wait_for(3, path="/flaky")
     assert got[-1].headers["ce-id"] == "x-0"
     assert "ce-knativeerrorcode" not in got[-1].headers
     await asyncio.sleep(0.3)
     assert len(sink.on("/audit")) == 2  # a dead-letter replay goes to its trigger only
 
-    missing = cli(mesh, "dlq", "show", "--trigger", "default/flaky", "no-such-id")
+    missing = await cli(mesh, "dlq", "show", "--trigger", f"{ns}/flaky", "no-such-id")
     assert missing.returncode == 1
     assert "no dead letter 'no-such-id'" in missing.stderr
-    purged = cli(mesh, "dlq", "purge", "--trigger", "default/flaky")
-    assert purged.stdout.strip() == "purged 1 dead letter of default/flaky"
-    empty = cli(mesh, "dlq", "list", "--trigger", "default/flaky")
-    assert empty.stdout.strip() == "0 dead letters for default/flaky"
-    unknown = cli(mesh, "dlq", "list", "--trigger", "default/ghost")
+    purged = await cli(mesh, "dlq", "purge", "--trigger", f"{ns}/flaky")
+    assert purged.stdout.strip() == f"purged 1 dead letter of {ns}/flaky"
+    empty = await cli(mesh, "dlq", "list", "--trigger", f"{ns}/flaky")
+    assert empty.stdout.strip() == f"0 dead letters for {ns}/flaky"
+    unknown = await cli(mesh, "dlq", "list", "--trigger", f"{ns}/ghost")
     assert unknown.returncode == 1
-    assert unknown.stderr.strip() == "cemesh: trigger default/ghost does not exist (HTTP 404)"
+    assert unknown.stderr.strip() == f"cemesh: trigger {ns}/ghost does not exist (HTTP 404)"
 
 
 async def test_events_still_flow_when_redis_is_unreachable(tmp_path: Path, sink: Sink) -> None:
@@ -302,7 +363,7 @@ async def test_events_still_flow_when_redis_is_unreachable(tmp_path: Path, sink:
             status = await r.json()
         assert status["backend"] == "redis"
         assert status["counters"]["dedup_unavailable"] >= 1
-        shown = cli(mesh, "events", "--broker", "default/default")
+        shown = await cli(mesh, "events", "--broker", "default/default")
         assert shown.returncode == 1
         assert "(HTTP 503)" in shown.stderr
         assert shown.stderr.count("\n") == 1
@@ -427,7 +488,7 @@ async def test_a_replica_killed_after_delivering_is_not_followed_by_a_second_del
 
     sink = await Sink(responder=responder).start()
     config = _config(tmp_path, sink, ns)
-    amqp = ["--broker", "amqp://guest:guest@127.0.0.1:5672/"]
+    amqp = ["--broker", AMQP_URL]
     replica_a = MeshProcess(
         config, extra=[*amqp, "--state", f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}"]
     )
@@ -450,4 +511,5 @@ async def test_a_replica_killed_after_delivering_is_not_followed_by_a_second_del
         await sink.stop()
         await proxy.stop()
         await _delete_prefix(prefix)
+        await _drop_namespace(ns)
     assert "already delivered, not delivered again" in output_b
