@@ -13,7 +13,7 @@ from typing import Any
 from brokers.base import Broker
 from brokers.dispatch import Dispatcher
 from brokers.memory import MemoryBroker
-from brokers.state import Ledger, State, broker_policies, function_env, make_ledger
+from brokers.state import Ledger, State, check_state, function_env, make_ledger
 from brokers.triggers import MeshConfig, load_config
 from gateway.functions import FunctionHost, FunctionProject, discover
 from gateway.replies import ReplyHub
@@ -33,7 +33,7 @@ def load_mesh(settings: Settings) -> LoadedConfig:
     """Read func.yaml files and config/; raises ConfigError naming the file and object."""
     projects = discover(settings.functions, settings.namespace)
     config = load_config(settings.config, [p.subscriptions() for p in projects], settings.namespace)
-    broker_policies(config)  # state hook (issue 5): bad cemesh.dev/ annotations fail here
+    check_state(settings.state_url, config)  # state hook (issue 5): bad --state or annotation
     return LoadedConfig(config, projects)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,6 +60,7 @@ __all__ = [
     "StateOptions",
     "StateUnavailable",
     "broker_policies",
+    "check_state",
     "duplicate_headers",
     "function_env",
     "make_ledger",
@@ -163,14 +165,23 @@ def broker_policies(
     return policies
 
 
+def check_state(url: str, config: MeshConfig) -> None:
+    """Before anything starts: a bad state URL or state annotation is one ConfigError line."""
+    try:
+        options = state_options(url)
+    except ValueError as exc:
+        raise ConfigError("--state (CEMESH_STATE_URL)", None, str(exc)) from None
+    broker_policies(config, options.log_length)
+
+
 def _seconds(text: str) -> float:
     """Seconds from "600", "0" or an ISO-8601 duration ("PT10M")."""
     try:
         value = float(text)
     except ValueError:
         return parse_duration(text)
-    if value < 0 or value != value:
-        raise ValueError(f"'{text}' must not be negative")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"'{text}' must be a non-negative number of seconds")
     return value
 
 
@@ -226,8 +237,8 @@ class Ledger:
     config: MeshConfig
     default_log_length: int = DEFAULT_LOG_LENGTH
     stats: LedgerStats = field(default_factory=LedgerStats)
-    policies: dict[str, BrokerPolicy] = field(default_factory=dict)
-    _warned: dict[str, float] = field(default_factory=dict)
+    policies: dict[str, BrokerPolicy] = field(init=False)
+    _warned: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.policies = broker_policies(self.config, self.default_log_length)

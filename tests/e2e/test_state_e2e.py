@@ -513,3 +513,39 @@ async def test_a_replica_killed_after_delivering_is_not_followed_by_a_second_del
         await _delete_prefix(prefix)
         await _drop_namespace(ns)
     assert "already delivered, not delivered again" in output_b
+
+
+@pytest.mark.parametrize(
+    ("state", "annotation", "message"),
+    [
+        ("postgres://db/0", None, "--state (CEMESH_STATE_URL): unsupported state URL"),
+        ("redis://h/0?log_maxlen=lots", None, "log_maxlen and timeout must be numbers"),
+        ("memory://", "cemesh.dev/dedup-window: soon", "Broker default: cemesh.dev/dedup-window"),
+        ("memory://", "cemesh.dev/event-log-length: '-1'", "must be a non-negative integer"),
+    ],
+)
+def test_bad_state_settings_exit_2_with_one_line(
+    tmp_path: Path, state: str, annotation: str | None, message: str
+) -> None:
+    meta = "{name: default, annotations: {" + annotation + "}}" if annotation else "{name: default}"
+    broker = f"apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {meta}\n"
+    config = write(tmp_path / "c" / "broker.yaml", broker).parent
+    result = subprocess.run(
+        [
+            *CEMESH,
+            "up",
+            "--config",
+            str(config),
+            "--functions",
+            str(tmp_path / "none"),
+            "--state",
+            state,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
