@@ -20,7 +20,7 @@ from brokers.base import Broker
 from gateway.admin import admin_router
 from gateway.auth import load_tokens
 from gateway.direct import functions_router
-from gateway.guard import Guard, MemoryRateLimiter, function_namespace_lookup
+from gateway.guard import Guard, StateRateLimiter, function_namespace_lookup
 from gateway.ingress import Ingress, RequestReply
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
@@ -55,6 +55,10 @@ INGRESS_DOC = {
         ]
     },
 }
+
+
+def state_of(mesh: Mesh | None) -> Any:
+    return mesh.state if mesh is not None else None
 
 
 def problem_response(problem: HTTPProblem, instance: str | None = None) -> Response:
@@ -142,7 +146,7 @@ def create_app(
     app.add_middleware(
         Guard,
         tokens=load_tokens(settings.tokens_file),
-        limiter=MemoryRateLimiter(),
+        limiter=StateRateLimiter(lambda: state_of(holder.get("mesh"))),
         max_concurrency=settings.max_concurrency,
         function_namespace=function_namespace_lookup(lambda: holder.get("mesh")),
         default_rate=settings.rate_limit,

@@ -8,6 +8,7 @@ share them); a token without its own rate uses the mesh default, if any.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ OPEN_PATHS: Final = frozenset(
     }
 )
 ADMIN_PREFIXES: Final = ("/admin/", "/events/")
+log = logging.getLogger(__name__)
 
 
 class RateLimiter(Protocol):
@@ -56,6 +58,39 @@ class MemoryRateLimiter:
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1.0 - tokens) / rate
+
+
+class StateRateLimiter:
+    """Per-token limits shared by every replica through the mesh's state (Redis).
+
+    A fixed window of `burst / rate` seconds (at least 1) admitting `burst` requests: the same
+    average rate as the token bucket, counted with one atomic INCR. On the memory state it
+    defers to the in-process token bucket; when Redis is unreachable it lets requests through
+    (with a warning): a limiter must not refuse traffic because it cannot count.
+    """
+
+    def __init__(self, get_state: Callable[[], Any]) -> None:
+        self._get_state = get_state
+        self._local = MemoryRateLimiter()
+        self._warned = 0.0
+
+    async def allow(self, key: str, rate: float, burst: int) -> float:
+        state = self._get_state()
+        if state is None or state.backend != "redis":
+            return await self._local.allow(key, rate, burst)
+        window = max(1.0, burst / rate)
+        now = time.time()
+        index = int(now // window)
+        try:
+            count = await state.count("rate", key, str(index), window)
+        except Exception as exc:  # StateUnavailable and friends: fail open
+            if now - self._warned > 10:
+                self._warned = now
+                log.warning("rate limit not enforced, state unavailable: %s", exc)
+            return 0.0
+        if count <= burst:
+            return 0.0
+        return (index + 1) * window - now
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,11 @@ class State(Protocol):
     async def release(self, kind: str, owner: str, keys: Sequence[str]) -> None:
         """Delete keys (absent ones are ignored)."""
 
+    async def count(self, kind: str, owner: str, key: str, ttl: float) -> int:
+        """Increment a counter that lives `ttl` seconds from its first increment; the new value
+        (rate-limit windows shared by replicas)."""
+        ...
+
     async def append(self, broker: str, events: Sequence[Event], maxlen: int) -> list[str]:
         """Append to the broker's log, keeping about the newest `maxlen`; returns the ids."""
         ...

@@ -42,6 +42,7 @@ class MemoryState:
         self._clock = clock
         self._wallclock = wallclock
         self._marks: dict[str, float] = {}
+        self._counters: dict[str, tuple[int, float]] = {}
         self._expiries: deque[tuple[float, str]] = deque()
         self._logs: dict[str, deque[LogEntry]] = {}
         self._last = (0, 0)
@@ -107,6 +108,17 @@ class MemoryState:
         now = self._clock()
         self._sweep(now)
         self._set(key_of(self._prefix, kind, owner, key), ttl, now)
+
+    async def count(self, kind: str, owner: str, key: str, ttl: float) -> int:
+        now = self._clock()
+        name = key_of(self._prefix, kind, owner, key)
+        value, expiry = self._counters.get(name, (0, now + ttl))
+        if expiry <= now:
+            value, expiry = 0, now + ttl
+        if len(self._counters) > 10_000:  # drop expired windows now and then
+            self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+        self._counters[name] = (value + 1, expiry)
+        return value + 1
 
     async def release(self, kind: str, owner: str, keys: Sequence[str]) -> None:
         for key in keys:

@@ -125,6 +125,17 @@ class RedisState:
         name = key_of(self._prefix, kind, owner, key)
         await self._call(lambda: self._client.set(name, b"1", px=_millis(ttl)))
 
+    async def count(self, kind: str, owner: str, key: str, ttl: float) -> int:
+        name = key_of(self._prefix, kind, owner, key)
+
+        async def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.pexpire(name, _millis(ttl), nx=True)
+            return list(await pipe.execute())
+
+        return int((await self._call(run))[0])
+
     async def release(self, kind: str, owner: str, keys: Sequence[str]) -> None:
         if keys:
             names = [key_of(self._prefix, kind, owner, key) for key in keys]

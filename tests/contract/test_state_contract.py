@@ -430,3 +430,10 @@ async def test_ledger_delivery_dedup_off_with_window_zero(state: State) -> None:
     ledger = Ledger(state, config(orders, window="0"))
     await ledger.delivered(orders, event(1))
     assert await ledger.before_delivery(orders, Delivery(event(1))) == event(1)
+
+
+async def test_counters_count_within_their_window(state: State) -> None:
+    assert [await state.count("rate", "t", "w1", 0.3) for _ in range(3)] == [1, 2, 3]
+    assert await state.count("rate", "t", "w2", 0.3) == 1
+    await asyncio.sleep(0.45)
+    assert await state.count("rate", "t", "w1", 0.3) == 1
