@@ -98,7 +98,10 @@ async def _post(url: str, headers: dict[str, str], body: bytes = b"") -> tuple[i
         return r.status, dict(r.headers)
 
 
-async def _metrics(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _metrics(url: str) -> Samples:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as r:
         if r.status == 404:
             pytest.skip("observability is not wired into gateway/app.py yet")
@@ -122,7 +125,7 @@ def _event(event_id: str, event_type: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def _until_metric(url: str, name: str, labels: dict[str, str], wanted: float) -> Any:
+async def _until_metric(url: str, name: str, labels: dict[str, str], wanted: float) -> Samples:
     deadline = time.monotonic() + 10
     while True:
         found = await _metrics(url)

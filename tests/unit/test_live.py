@@ -35,7 +35,7 @@ def drain(client: Client) -> list[tuple[str, dict[str, Any]]]:
     while not client.queue.empty():
         item = client.queue.get_nowait()
         assert item is not None
-        chunks.append(item)
+        chunks.append(item.render())
     return frames(b"".join(chunks))
 
 
