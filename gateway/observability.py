@@ -1,10 +1,10 @@
 """Observability wired into one app: metrics, trace context, the live view.
 
 Why one entry point: the gateway factory (app.py) should not know the pieces. It calls
-`install_observability(app, ingress, settings)` once and, in its lifespan,
-`observability.attach(mesh)` / `await observability.close()`. Everything hooks into the mesh
-through the listener lists and the Transport port the mesh already has; nothing patches a
-class.
+`install_observability(app, ingress, settings)` once, after its other middleware; the app's
+lifespan only has to set `app.state.mesh`. Everything hooks into the mesh through the lists
+it already has (ingress `accepted_listeners` and `before_publish`, dispatcher `listeners` and
+`reply_hooks`) and the Transport port; nothing patches a class.
 
 The HTTP observer is a pure ASGI middleware (BaseHTTPMiddleware would cost more than the
 ingress itself). It times every request and counts ingress requests by broker and status,
@@ -17,8 +17,9 @@ last).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +176,30 @@ class HttpObserver:
                 current_request.reset(token)
 
 
+def _follow_lifespan(app: FastAPI, obs: Observability) -> None:
+    """Attach to the mesh the app's own lifespan puts in `app.state.mesh`, and close after it.
+
+    Wrapping the router's lifespan (Starlette's public `lifespan_context`) keeps the factory's
+    wiring to one line whichever way its lifespan gets its mesh (built there, or started by
+    `cemesh up` before the server listens). Attaching after the mesh started loses nothing:
+    no request is served before the lifespan has entered.
+    """
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(target: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(target) as state:
+                mesh = getattr(app.state, "mesh", None)
+                if mesh is not None and obs.mesh is not mesh:
+                    obs.attach(mesh)
+                yield state
+        finally:
+            await obs.close()
+
+    app.router.lifespan_context = lifespan
+
+
 def install_observability(
     app: FastAPI, ingress: Any, settings: Any, *, tracing: Tracing | None = None
 ) -> Observability:
@@ -195,6 +220,7 @@ def install_observability(
     if hooks is not None:
         hooks.append(obs.stamp)
     app.add_middleware(HttpObserver, observability=obs)
+    _follow_lifespan(app, obs)
     page = ui_page()
 
     @app.get(

@@ -10,7 +10,8 @@ distributed-tracing extension says. The flow:
   a new trace is started when `trace_start` is set or spans are exported;
 - delivery: brokers/dispatch.py copies the extension into the delivery's HTTP `traceparent`;
 - replies (`stamp_reply`, a dispatcher reply hook): the reply inherits the request's trace id
-  with a new span id, unless the function set its own. A hook rather than a call inside
+  with a new span id (the delivery span's, when spans are recorded), unless the function set
+  its own. A hook rather than a call inside
   brokers/dispatch.py, so the broker layer never imports the gateway.
 
 OpenTelemetry is optional: without `opentelemetry-sdk` (or without an endpoint) nothing here
@@ -109,22 +110,38 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return context.trace_id if context else None
 
 
-def reply_traceparent(request: str | None, reply: str | None) -> str | None:
+def reply_traceparent(
+    request: str | None, reply: str | None, delivery: TraceContext | None = None
+) -> str | None:
     """The `traceparent` a reply event should carry.
 
     A reply keeps a valid traceparent its function set (the function may have traced its own
-    work); otherwise it continues the request's trace with a new span id. None when neither
-    event has a valid one (the reply then carries none).
+    work). Otherwise, when the delivery that produced it was recorded as a span, the reply
+    hangs under that span; else it continues the request's trace with a new span id. None
+    when there is no trace to continue.
     """
     if parse_traceparent(reply) is not None:
         return reply
     parent = parse_traceparent(request)
-    return parent.child().header() if parent else None
+    if parent is None:
+        return None
+    if delivery is not None and delivery.trace_id == parent.trace_id:
+        return delivery.header()
+    return parent.child().header()
+
+
+# The delivery span of the attempt in flight: set by TracedTransport, read by the reply hook,
+# which runs in the same task right after the attempt (a reply can be binary or structured,
+# so it cannot be stamped while still HTTP).
+last_delivery: ContextVar[TraceContext | None] = ContextVar("cemesh_delivery", default=None)
 
 
 def stamp_reply(request: Event, reply: Event) -> Event:
     """Dispatcher reply hook: the reply continues the request's trace (`reply_traceparent`)."""
-    value = reply_traceparent(request.text(TRACEPARENT), reply.text(TRACEPARENT))
+    delivery = last_delivery.get()
+    if delivery is not None:
+        last_delivery.set(None)
+    value = reply_traceparent(request.text(TRACEPARENT), reply.text(TRACEPARENT), delivery)
     if value is None or value == reply.text(TRACEPARENT):
         return reply
     attributes = {**reply.attributes, TRACEPARENT: value}
@@ -351,9 +368,8 @@ class TracedTransport:
     """A Transport that records a delivery span per attempt and sends it as the parent.
 
     The event's `traceparent` extension stays as it was (it names where the event's trace
-    started); only the HTTP header carries the delivery span, as W3C propagation expects. A
-    binary-mode reply without its own `ce-traceparent` is given the delivery span as parent,
-    so the reply hangs under the delivery that produced it.
+    started); only the HTTP header carries the delivery span, as W3C propagation expects. The
+    span is also left in `last_delivery`, so a reply hangs under the delivery that produced it.
     """
 
     def __init__(self, inner: Transport, spans: OtelSpans) -> None:
@@ -369,16 +385,15 @@ class TracedTransport:
     ) -> Response:
         parent = next((v for k, v in headers if k == TRACEPARENT), None)
         span = self.spans.start_delivery(parent, destination)
-        own = self.spans.context_of(span).header()
+        context = self.spans.context_of(span)
         sent = [(k, v) for k, v in headers if k != TRACEPARENT]
-        sent.append((TRACEPARENT, own))
+        sent.append((TRACEPARENT, context.header()))
+        last_delivery.set(None)
         try:
             response = await self.inner.post(destination, sent, body, timeout)
         except BaseException as exc:
             self.spans.end(span, 0, f"{type(exc).__name__}: {exc}")
             raise
         self.spans.end(span, response.status)
-        if "ce-specversion" in response.headers and "ce-traceparent" not in response.headers:
-            headers_out = {**response.headers, "ce-traceparent": own}
-            return Response(response.status, headers_out, response.body)
+        last_delivery.set(context)
         return response

@@ -254,3 +254,55 @@ async def test_live_stream_shows_accepted_events_and_outcomes(mesh: MeshProcess)
         True,
         "200",
     )
+
+
+async def test_spans_exported_when_an_otlp_endpoint_is_set(tmp_path: Path, sink: Sink) -> None:
+    pytest.importorskip(
+        "opentelemetry.exporter.otlp.proto.http",
+        reason="optional: pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http",
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # type: ignore[import-not-found,unused-ignore]
+        ExportTraceServiceRequest,
+    )
+
+    collector = await Sink().start()  # an OTLP/HTTP collector that accepts everything
+    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
+    functions = tmp_path / "functions"
+    shutil.copytree(
+        REPO / "functions" / "greeter",
+        functions / "greeter",
+        ignore=shutil.ignore_patterns("tests", ".func", "__pycache__"),
+    )
+    mesh = MeshProcess(config, functions, env={"CEMESH_OTEL_ENDPOINT": collector.url}).start()
+    try:
+        await _metrics(mesh.url)  # skips when not wired
+        headers = _event("o1", "com.example.greet.request", traceparent=PARENT)
+        assert (await _post(mesh.url + "/default/default", headers, b'{"name":"Cy"}'))[0] == 202
+        (delivered,) = await sink.wait_for(1, path="/requests")
+        (reply,) = await sink.wait_for(1, path="/greetings")
+    finally:
+        await asyncio.to_thread(mesh.stop)  # the exporter flushes on stop, to our collector
+        await collector.stop()
+    spans = []
+    for request in collector.on("/v1/traces"):
+        export = ExportTraceServiceRequest.FromString(request.body)
+        for resource in export.resource_spans:
+            for scoped in resource.scope_spans:
+                spans.extend(scoped.spans)
+    assert {span.trace_id.hex() for span in spans} == {TRACE}
+    by_name: dict[str, list[Any]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, []).append(span)
+    (ingress,) = by_name["cemesh ingress"]
+    assert ingress.parent_span_id.hex() == SPAN  # under the caller's span
+    deliveries = {
+        s.span_id.hex() for name, found in by_name.items() if "deliver" in name for s in found
+    }
+    (to_sink,) = by_name[f"cemesh deliver {sink.url}/requests"]
+    assert to_sink.parent_span_id == ingress.span_id
+    # the subscriber sees the delivery span as its parent, the event keeps the ingress span
+    assert delivered.headers["traceparent"].split("-")[2] in deliveries
+    assert delivered.headers["ce-traceparent"].split("-")[2] == ingress.span_id.hex()
+    # the reply hangs under the delivery to the greeter that produced it
+    (to_greeter,) = by_name["cemesh deliver function:greeter"]
+    assert reply.headers["ce-traceparent"].split("-")[2] == to_greeter.span_id.hex()

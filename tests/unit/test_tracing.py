@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,8 +222,12 @@ class Recorder:
 def recorder() -> Recorder:
     """An in-memory span exporter and its processor (skips without the optional SDK)."""
     pytest.importorskip("opentelemetry.sdk.trace", reason="opentelemetry-sdk not installed")
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.export import (  # type: ignore[import-not-found,unused-ignore]
+        SimpleSpanProcessor,
+    )
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # type: ignore[import-not-found,unused-ignore]
+        InMemorySpanExporter,
+    )
 
     memory = InMemorySpanExporter()
     return Recorder(SimpleSpanProcessor(memory), memory)
@@ -259,5 +264,24 @@ async def test_delivery_span_is_sent_as_parent_and_given_to_the_reply(recorder: 
     assert header == f"00-{TRACE}-{span.context.span_id:016x}-01"
     assert span.parent.span_id == int(SPAN, 16)
     assert span.attributes["http.response.status_code"] == 200
-    assert response.headers["ce-traceparent"] == header
+    assert response is inner.response
+    request = event(traceparent=PARENT)
+    reply = stamp_reply(request, Event.create({**event().attributes, "id": "r"}))
+    assert reply.text("traceparent") == header  # the reply hangs under the delivery span
+    assert stamp_reply(request, event()).text("traceparent") != header  # used once
     spans.shutdown()
+
+
+@pytest.mark.parametrize(
+    "missing", ["opentelemetry.sdk.resources", "opentelemetry.exporter.otlp.proto.http"]
+)
+def test_a_configured_endpoint_without_the_sdk_warns_and_runs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, missing: str
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # what an uninstalled package looks like
+    monkeypatch.setitem(sys.modules, missing + ".trace_exporter", None)
+    with caplog.at_level(logging.WARNING, logger="gateway.tracing"):
+        assert otel_spans("http://collector:4318") is None
+    assert "not installed" in caplog.text
+    (stamped,) = Tracing(spans=None).stamp({"traceparent": PARENT}, [event()])
+    assert stamped.text("traceparent") == PARENT  # propagation works without OpenTelemetry
