@@ -658,6 +658,7 @@ class RabbitBroker:
                         routing_key=routing_key,
                         properties=_properties(wire, persistent=persistent),
                         mandatory=mandatory,
+                        wait=False,
                     )
         except BrokerError:
             raise
