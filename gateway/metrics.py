@@ -16,6 +16,10 @@ Where the numbers come from, chosen to keep the ingress hot path cheap:
 - queue depth: when scraped, from the broker's `queue_depths()` if it has one, or from a
   callback set on `Metrics.queue_depths`.
 
+The per-event families are plain numbers (`Counts`, `Timings`) turned into metric families at
+scrape time: prometheus-client's own Counter takes a lock per `inc`, which on the ingress path
+cost more than the rest of observability together.
+
 Latency buckets run from 0.5 ms: the embedded mesh answers in about a millisecond, and a
 histogram starting at 5 ms (prometheus-client's default) would put everything in one bucket.
 """
@@ -23,8 +27,10 @@ histogram starting at 5 ms (prometheus-client's default) would put everything in
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import accumulate
 from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,10 +39,14 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from brokers.delivery import Destination
@@ -92,6 +102,64 @@ def seconds_since(rfc3339: str | None, now: float) -> float | None:
         return None
 
 
+class Counts:
+    """A counter family kept as plain numbers by label values.
+
+    Why not prometheus-client's Counter on the hot paths: each `inc` takes a lock and checks
+    its labels, which costs more than everything else observability adds to an ingress
+    request. The gateway runs on one event loop thread, so plain dict arithmetic is safe; the
+    values become metric families when scraped (in the same thread).
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.values: dict[tuple[Any, ...], float] = {}
+
+    def inc(self, key: tuple[Any, ...], by: float = 1.0) -> None:
+        values = self.values
+        values[key] = values.get(key, 0.0) + by
+
+    def collect(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, value in sorted(self.values.items(), key=_by_text):
+            family.add_metric([str(part) for part in key], value)
+        return family
+
+
+class Timings:
+    """A histogram family kept as plain numbers (see Counts for why)."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], bounds: Sequence[float]
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.bounds = tuple(bounds)
+        self.series: dict[tuple[Any, ...], list[float]] = {}  # per bucket, then the sum
+
+    def observe(self, key: tuple[Any, ...], seconds: float) -> None:
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = [0.0] * (len(self.bounds) + 2)
+        series[bisect_left(self.bounds, seconds)] += 1
+        series[-1] += seconds
+
+    def collect(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        edges = [repr(float(b)) for b in self.bounds] + ["+Inf"]  # as Prometheus writes them
+        for key, series in sorted(self.series.items(), key=_by_text):
+            buckets = list(zip(edges, accumulate(series[:-1]), strict=True))
+            family.add_metric([str(part) for part in key], buckets, series[-1])
+        return family
+
+
+def _by_text(item: tuple[tuple[Any, ...], Any]) -> tuple[str, ...]:
+    return tuple(str(part) for part in item[0])
+
+
 class Metrics:
     """The mesh's metrics; `render()` is the body of `GET /metrics`."""
 
@@ -99,116 +167,95 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.mesh: Any = None  # set by attach(); read when scraped
         self.queue_depths: Callable[[], Mapping[str, int]] | None = None
-        r = self.registry
-        self.ingress_requests = Counter(
+        self.ingress_requests = Counts(
             "cemesh_ingress_requests",
             "Broker ingress requests, by broker and HTTP status",
             ["broker", "status"],
-            registry=r,
         )
-        self.ingress_events = Counter(
-            "cemesh_ingress_events", "Events accepted by broker ingress", ["broker"], registry=r
+        self.ingress_events = Counts(
+            "cemesh_ingress_events", "Events accepted by broker ingress", ["broker"]
         )
-        self.ingress_duration = Histogram(
+        self.ingress_duration = Timings(
             "cemesh_ingress_request_duration_seconds",
             "Broker ingress request time, from the first byte read to the response sent",
             ["broker"],
-            buckets=INGRESS_BUCKETS,
-            registry=r,
+            INGRESS_BUCKETS,
         )
-        self.deliveries = Counter(
+        self.deliveries = Counts(
             "cemesh_deliveries",
             "Delivery attempts, by trigger, outcome (success|failure) and code (HTTP status, "
             "timeout or error)",
             ["trigger", "outcome", "code"],
-            registry=r,
         )
-        self.delivery_latency = Histogram(
+        self.delivery_latency = Timings(
             "cemesh_delivery_latency_seconds",
             "From the event's arrival (knativearrivaltime) to the end of a delivery attempt; "
             "includes queueing and retry backoff",
             ["trigger"],
-            buckets=DELIVERY_BUCKETS,
-            registry=r,
+            DELIVERY_BUCKETS,
         )
-        self.delivery_duration = Histogram(
+        self.delivery_duration = Timings(
             "cemesh_delivery_request_duration_seconds",
             "Time of one delivery request to a subscriber or dead-letter sink",
             ["destination"],
-            buckets=DELIVERY_BUCKETS,
-            registry=r,
+            DELIVERY_BUCKETS,
         )
-        self.request_reply = Counter(
+        self.request_reply = Counts(
             "cemesh_request_reply",
             "Request-reply calls, by broker and outcome (replied|timeout|rejected|error)",
             ["broker", "outcome"],
-            registry=r,
         )
-        self.request_reply_duration = Histogram(
+        self.request_reply_duration = Timings(
             "cemesh_request_reply_duration_seconds",
             "Request-reply time, from the request to its reply or timeout",
             ["broker"],
-            buckets=DELIVERY_BUCKETS,
-            registry=r,
+            DELIVERY_BUCKETS,
         )
-        self.function_calls = Counter(
+        self.function_calls = Counts(
             "cemesh_function_calls",
             "Direct function calls (POST /functions/{name}), by function and HTTP status",
             ["function", "status"],
-            registry=r,
         )
+        self.families: list[Counts | Timings] = [
+            self.ingress_requests,
+            self.ingress_events,
+            self.ingress_duration,
+            self.deliveries,
+            self.delivery_latency,
+            self.delivery_duration,
+            self.request_reply,
+            self.request_reply_duration,
+            self.function_calls,
+        ]
         self.live_clients = Gauge(
-            "cemesh_live_clients", "Clients connected to GET /events/stream", registry=r
+            "cemesh_live_clients", "Clients connected to GET /events/stream", registry=self.registry
         )
         self.live_dropped = Counter(
             "cemesh_live_dropped_events",
             "Live-view messages dropped because a client read too slowly",
-            registry=r,
+            registry=self.registry,
         )
-        r.register(_MeshCollector(self))
-        self._ingress: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._delivery: dict[tuple[str, bool, str], tuple[Any, Any]] = {}
-        self._events: dict[str, Any] = {}
+        self.registry.register(_MeshCollector(self))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def observe_ingress(self, broker: str, status: int, seconds: float) -> None:
         """One ingress request (the HTTP observer); broker is `unknown` unless configured."""
-        key = (broker, status)
-        children = self._ingress.get(key)
-        if children is None:
-            children = (
-                self.ingress_requests.labels(broker, str(status)),
-                self.ingress_duration.labels(broker),
-            )
-            self._ingress[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.ingress_requests.inc((broker, status))
+        self.ingress_duration.observe((broker,), seconds)
 
     def on_accepted(self, broker: str, events: list[Event]) -> None:
         """Ingress `accepted_listeners` hook."""
-        child = self._events.get(broker)
-        if child is None:
-            child = self._events[broker] = self.ingress_events.labels(broker)
-        child.inc(len(events))
+        self.ingress_events.inc((broker,), len(events))
 
     def on_delivery(self, trigger: TriggerSpec, event: Event, outcome: Outcome) -> None:
         """Dispatcher `listeners` hook, after every delivery attempt."""
-        code = delivery_code(outcome)
-        key = (trigger.key, outcome.ok, code)
-        children = self._delivery.get(key)
-        if children is None:
-            outcome_label = "success" if outcome.ok else "failure"
-            children = (
-                self.deliveries.labels(trigger.key, outcome_label, code),
-                self.delivery_latency.labels(trigger.key),
-            )
-            self._delivery[key] = children
-        children[0].inc()
+        outcome_label = "success" if outcome.ok else "failure"
+        self.deliveries.inc((trigger.key, outcome_label, delivery_code(outcome)))
         elapsed = seconds_since(event.text(ARRIVAL_ATTRIBUTE), time.time())
         if elapsed is not None:
-            children[1].observe(elapsed)
+            self.delivery_latency.observe((trigger.key,), elapsed)
 
     def observe_request_reply(self, broker: str, status: int, seconds: float) -> None:
         if status == 200:
@@ -219,11 +266,11 @@ class Metrics:
             outcome = "rejected"
         else:
             outcome = "error"
-        self.request_reply.labels(broker, outcome).inc()
-        self.request_reply_duration.labels(broker).observe(seconds)
+        self.request_reply.inc((broker, outcome))
+        self.request_reply_duration.observe((broker,), seconds)
 
     def observe_function_call(self, function: str, status: int) -> None:
-        self.function_calls.labels(function, str(status)).inc()
+        self.function_calls.inc((function, status))
 
 
 class _MeshCollector(Collector):
@@ -236,6 +283,8 @@ class _MeshCollector(Collector):
         return []  # names vary with the mesh; no duplicate check needed
 
     def collect(self) -> Iterable[Metric]:
+        for family in self.metrics.families:
+            yield family.collect()
         mesh = self.metrics.mesh
         if mesh is None:
             return
@@ -285,8 +334,8 @@ class TimedTransport:
 
     def __init__(self, inner: Transport, metrics: Metrics) -> None:
         self.inner = inner
-        self._histogram = metrics.delivery_duration
-        self._children: dict[Destination, Any] = {}
+        self._timings = metrics.delivery_duration
+        self._labels: dict[Destination, tuple[str]] = {}
 
     async def post(
         self,
@@ -299,8 +348,7 @@ class TimedTransport:
         try:
             return await self.inner.post(destination, headers, body, timeout)
         finally:
-            child = self._children.get(destination)
-            if child is None:
-                child = self._histogram.labels(destination_label(destination))
-                self._children[destination] = child
-            child.observe(time.perf_counter() - start)
+            label = self._labels.get(destination)
+            if label is None:
+                label = self._labels[destination] = (destination_label(destination),)
+            self._timings.observe(label, time.perf_counter() - start)

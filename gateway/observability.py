@@ -81,6 +81,7 @@ class Observability:
             on_clients=self.metrics.live_clients.set,
         )
         self.mesh: Any = None
+        self.brokers: frozenset[str] = frozenset()  # label values allowed (bounded cardinality)
         self.functions: frozenset[str] = frozenset()
 
     def attach(self, mesh: Any) -> None:
@@ -88,6 +89,7 @@ class Observability:
         self.mesh = mesh
         self.metrics.mesh = mesh
         self.live.attach(mesh.config)
+        self.brokers = frozenset(mesh.config.brokers)
         self.functions = frozenset(p.name for p in mesh.loaded.functions)
         mesh.dispatcher.listeners.extend([self.metrics.on_delivery, self.live.on_delivery])
         reply_hooks = getattr(mesh.dispatcher, "reply_hooks", None)
@@ -117,8 +119,7 @@ class Observability:
         return self.tracing.stamp(headers, events)
 
     def broker_label(self, key: str) -> str:
-        mesh = self.mesh
-        return key if mesh is not None and key in mesh.config.brokers else UNKNOWN
+        return key if key in self.brokers else UNKNOWN
 
     def record(self, scope: Scope, status: int, seconds: float) -> None:
         """Attribute one finished request. The router leaves `endpoint` and `path_params` in
@@ -128,7 +129,7 @@ class Observability:
         if endpoint is self.ingress:
             params = scope.get("path_params") or {}
             key = f"{params.get('namespace', 'default')}/{params.get('broker', 'default')}"
-            self.metrics.observe_ingress(self.broker_label(key), status, seconds)
+            self.metrics.observe_ingress(key if key in self.brokers else UNKNOWN, status, seconds)
             return
         if scope.get("method") != "POST":
             return
@@ -218,7 +219,7 @@ def install_observability(
     ingress.accepted_listeners.extend([obs.metrics.on_accepted, obs.live.on_accepted])
     hooks = getattr(ingress, "before_publish", None)
     if hooks is not None:
-        hooks.append(obs.stamp)
+        hooks.append(tracing.stamp)
     app.add_middleware(HttpObserver, observability=obs)
     _follow_lifespan(app, obs)
     page = ui_page()

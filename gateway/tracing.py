@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from brokers.delivery import Destination
 from brokers.dispatch import Response, Transport, dest_uri
@@ -57,9 +57,9 @@ _ZERO_TRACE: Final = "0" * 32
 _ZERO_SPAN: Final = "0" * 16
 
 
-@dataclass(frozen=True, slots=True)
-class TraceContext:
-    """One parsed `traceparent`; always version 00 when written back."""
+class TraceContext(NamedTuple):
+    """One parsed `traceparent`; always version 00 when written back. (A NamedTuple: it is
+    made on the ingress path, and builds several times faster than a frozen dataclass.)"""
 
     trace_id: str
     span_id: str
@@ -88,12 +88,12 @@ def parse_traceparent(value: str | None) -> TraceContext | None:
     match = _TRACEPARENT.fullmatch(value.strip())
     if match is None:
         return None
-    version, trace_id, span_id = match["version"], match["trace_id"], match["span_id"]
-    if version == "ff" or (version == "00" and match["rest"]):
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
         return None
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    return TraceContext(trace_id, span_id, match["flags"])
+    return TraceContext(trace_id, span_id, flags)
 
 
 def new_trace(sampled: bool = True) -> TraceContext:
@@ -196,9 +196,10 @@ class Tracing:
         `headers` are the request's, with lower-case names. Events that carry their own
         `traceparent` are left untouched, valid or not: the extension is the sender's.
         """
-        incoming = parse_traceparent(headers.get(TRACEPARENT))
+        header = headers.get(TRACEPARENT)
+        incoming = parse_traceparent(header) if header is not None else None
         if incoming is None and not self.start_traces:
-            return list(events)
+            return events if isinstance(events, list) else list(events)
         state = headers.get(TRACESTATE) if incoming is not None else None
         if self.spans is not None:
             span = self.spans.start_ingress(incoming, state, events, current_request.get())

@@ -75,7 +75,7 @@ async def test_accepted_events_show_matched_triggers_then_outcomes(observed: Obs
     accepted = got[0][1]
     assert (accepted["id"], accepted["type"]) == ("o1", "com.example.order")
     assert sorted(accepted["triggers"]) == ["default/audit", "default/orders"]
-    assert accepted["attributes"]["knativebrokerttl"] == "255"
+    assert accepted["attributes"]["knativebrokerttl"] == 255
     assert "data" not in accepted  # payloads stay out unless configured
     outcomes = {d["trigger"]: d for kind, d in got if kind == "delivery"}
     assert outcomes["default/orders"]["ok"] is True
@@ -136,7 +136,7 @@ async def test_replies_and_ttl_drops_appear(observed: Observed) -> None:
     assert [kind for kind, _ in got] == ["delivery", "accepted", "delivery", "accepted"]
     assert got[0][1]["reply"] == {"id": "r1", "type": "com.x"}
     assert got[1][1]["reply_to"] == "q"
-    assert got[1][1]["attributes"]["knativebrokerttl"] == "4"
+    assert got[1][1]["attributes"]["knativebrokerttl"] == 4
     assert got[3][1]["dropped"] == "knativebrokerttl exhausted"
 
 
