@@ -37,8 +37,6 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Gauge,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -227,14 +225,7 @@ class Metrics:
             self.request_reply_duration,
             self.function_calls,
         ]
-        self.live_clients = Gauge(
-            "cemesh_live_clients", "Clients connected to GET /events/stream", registry=self.registry
-        )
-        self.live_dropped = Counter(
-            "cemesh_live_dropped_events",
-            "Live-view messages dropped because a client read too slowly",
-            registry=self.registry,
-        )
+        self.live: Any = None  # the LiveHub, read when scraped
         self.registry.register(_MeshCollector(self))
 
     def render(self) -> bytes:
@@ -285,6 +276,16 @@ class _MeshCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         for family in self.metrics.families:
             yield family.collect()
+        live = self.metrics.live
+        if live is not None:
+            yield GaugeMetricFamily(
+                "cemesh_live_clients", "Clients connected to GET /events/stream", len(live.clients)
+            )
+            yield CounterMetricFamily(
+                "cemesh_live_dropped_events",
+                "Live-view frames dropped because a client read too slowly (or over its rate)",
+                value=live.dropped,
+            )
         mesh = self.metrics.mesh
         if mesh is None:
             return

@@ -74,12 +74,8 @@ class Observability:
         self.ingress = ingress
         self.tracing = tracing
         self.metrics = Metrics()
-        self.live = LiveHub(
-            queue_size=config.live_queue,
-            payload_limit=config.live_payload_bytes,
-            on_drop=self.metrics.live_dropped.inc,
-            on_clients=self.metrics.live_clients.set,
-        )
+        self.live = LiveHub(queue_size=config.live_queue, payload_limit=config.live_payload_bytes)
+        self.metrics.live = self.live
         self.mesh: Any = None
         self.brokers: frozenset[str] = frozenset()  # label values allowed (bounded cardinality)
         self.functions: frozenset[str] = frozenset()
