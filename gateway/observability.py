@@ -235,6 +235,7 @@ def install_observability(
         tags=["observability"],
         summary="Accepted events, matched triggers and delivery outcomes (server-sent events)",
         response_class=EventStream,
+        status_code=200,
         responses={
             200: {"content": {"text/event-stream": {}}},
             404: {"description": "Unknown broker", "content": {PROBLEM_JSON: {}}},

@@ -223,3 +223,13 @@ async def test_ui_page_is_served_and_safe(observed: Observed) -> None:
     assert r.content == ui_page()
     assert b"new EventSource(" in r.content
     assert b"innerHTML" not in r.content  # event content is user input: textContent only
+
+
+async def test_endpoints_are_in_the_openapi(observed: Observed) -> None:
+    transport = httpx.ASGITransport(app=observed.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        r = await http.get("/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    assert "text/event-stream" in paths["/events/stream"]["get"]["responses"]["200"]["content"]
+    assert {"/metrics", "/ui"} <= set(paths)
