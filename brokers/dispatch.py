@@ -18,7 +18,7 @@ import base64
 import email.utils
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -230,6 +230,7 @@ class Dispatcher:
         self.stats = Stats()
         self._inflight: set[asyncio.Task[None]] = set()
         self.listeners: list[Any] = []
+        self.reply_hooks: list[Callable[[TriggerSpec, Event, Event], Event]] = []
         self.ledger: Ledger | None = None  # state hook (issue 5), set by the mesh
 
     async def start(self) -> None:
@@ -282,6 +283,7 @@ class Dispatcher:
             extra={
                 "trigger": trigger.key,
                 "ce_id": event.id,
+                "traceparent": event.text("traceparent"),
                 "error": outcome.error,
                 "attempt": message.attempt + 1,
             },
@@ -310,6 +312,8 @@ class Dispatcher:
                     },
                 )
             else:
+                for hook in self.reply_hooks:
+                    reply = hook(trigger, message.event, reply)
                 try:
                     await self.broker.publish(trigger.broker_key, [ingress_stamp(reply)])
                 except BrokerError as exc:

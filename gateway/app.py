@@ -23,6 +23,7 @@ from gateway.direct import functions_router
 from gateway.guard import Guard, StateRateLimiter, function_namespace_lookup
 from gateway.ingress import Ingress, RequestReply
 from gateway.mesh import LoadedConfig, Mesh
+from gateway.observability import install_observability
 from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
 from gateway.settings import Settings
 from gateway.webhooks import webhooks_router
@@ -152,6 +153,7 @@ def create_app(
         default_rate=settings.rate_limit,
         default_burst=settings.rate_burst,
     )
+    install_observability(app, ingress, settings)  # last: its observer is the outermost middleware
 
     default_openapi = app.openapi
 

@@ -90,6 +90,7 @@ class Ingress:
     def __init__(self, mesh_ref: Callable[[], Any]) -> None:
         self._mesh = mesh_ref
         self.accepted_listeners: list[Callable[[str, list[Event]], None]] = []
+        self.before_publish: list[Callable[[dict[str, str], list[Event]], list[Event]]] = []
 
     async def read_events(
         self, mesh: Any, scope: Scope, receive: Receive
@@ -103,7 +104,10 @@ class Ingress:
         batch = media_type(headers.get("content-type")) == BATCH
         limit = mesh.settings.max_batch_bytes if batch else mesh.settings.max_body_bytes
         body = await read_body(scope, receive, limit)
-        return key, parse_request(headers, body)
+        events = parse_request(headers, body)
+        for hook in self.before_publish:
+            events = hook(headers, events)
+        return key, events
 
     async def publish(self, mesh: Any, key: str, events: list[Event]) -> list[tuple[bytes, bytes]]:
         # --- state hook (issue 5): dedup, publish what is new, event log; see brokers/state

@@ -10,7 +10,18 @@ import json
 import logging
 from typing import Final
 
-BOUND: Final = ("ce_id", "ce_type", "ce_source", "trigger", "traceparent", "error", "attempt")
+from gateway.tracing import TraceContextFilter
+
+BOUND: Final = (
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "trigger",
+    "traceparent",
+    "trace_id",
+    "error",
+    "attempt",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +50,7 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else TextFormatter("%(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(TraceContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

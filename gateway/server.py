@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
+from gateway.live import LiveAwareServer
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.settings import Settings
 
@@ -87,4 +88,4 @@ async def _serve(settings: Settings, app: Any) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
         lifespan="on",
     )
-    await uvicorn.Server(config).serve()
+    await LiveAwareServer(config).serve()

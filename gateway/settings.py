@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,3 +53,12 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight deliveries may finish")
     log_format: str = Field("text", pattern="^(text|json)$", description="text or json logs")
     log_level: str = Field("INFO", description="Python logging level")
+    trace_start: bool = Field(False, description="Start a trace for events that arrive with none")
+    otel_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "otel_endpoint", "CEMESH_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="OTLP/HTTP endpoint for spans (needs the `otel` extra)",
+    )
+    live_payload_bytes: int = Field(0, ge=0, description="Event data shown by /ui (0: none)")
