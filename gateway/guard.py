@@ -159,7 +159,9 @@ class Guard:
         try:
             token = self._authorize(scope, rule)
             await self._rate_limit(token)
-            if self.inflight >= self.max_concurrency:
+            # A live stream stays open for minutes: it must not hold a request slot.
+            streaming = scope["path"].startswith("/events/")
+            if not streaming and self.inflight >= self.max_concurrency:
                 raise HTTPProblem(
                     503,
                     "Too Busy",
@@ -169,6 +171,9 @@ class Guard:
                 )
         except HTTPProblem as problem:
             await send_problem(send, problem, scope.get("path"))
+            return
+        if streaming:
+            await self.app(scope, receive, send)
             return
         self.inflight += 1
         try:
