@@ -17,6 +17,7 @@ import asyncio
 import base64
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ DEFAULT_TTL: Final = 255
 RETRYABLE: Final = frozenset({404, 408, 409, 429})
 ERROR_DATA_LIMIT: Final = 1024
 MAX_REDELIVERY_DELAY: Final = 3600.0
+CORRELATION_ID: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,62}):([0-9a-f]{32})")
+"""`<replica>:<128 random bits in hex>`: what request-reply stamps as `correlationid`."""
+REPLY_ORIGIN: Final = "cemeshreplyorigin"
+"""Set on a reply routed to a replica: the broker it was published to (never delivered on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,19 +123,22 @@ def reply_stamp(request: Event, reply: Event) -> Event | None:
 
 
 def reply_replica(event: Event) -> str | None:
-    """The gateway replica a reply is addressed to (`replyid` is `<replica>:<token>`)."""
+    """The gateway replica a reply is addressed to, when `replyid` is one of our correlation
+    ids (`<replica>:<32 hex digits>`); any other replyid is an ordinary extension, never routed,
+    so its length or shape cannot fail a request after the event was published."""
     reply_id = event.text("replyid")
-    if reply_id and ":" in reply_id:
-        return reply_id.split(":", 1)[0]
-    return None
+    match = CORRELATION_ID.fullmatch(reply_id) if reply_id else None
+    return match.group(1) if match else None
 
 
-async def route_reply(broker: Broker, event: Event) -> None:
-    """Hand a reply to the request-reply waiter of its replica (best effort)."""
+async def route_reply(broker: Broker, event: Event, origin: str) -> None:
+    """Hand a reply to the request-reply waiter of its replica (best effort), stamped with the
+    broker (`namespace/name`) it was published to: the waiter takes replies from its own
+    request's broker only, so one tenant cannot answer another's requests."""
     replica = reply_replica(event)
     if replica is not None:
         try:
-            await broker.send_reply(replica, event)
+            await broker.send_reply(replica, event.replace(**{REPLY_ORIGIN: origin}))
         except BrokerError as exc:
             log.warning("reply %s not routed to replica %s: %s", event.id, replica, exc)
 
@@ -321,7 +329,7 @@ class Dispatcher:
                     await message.retry(1.0)
                     return
                 self.stats.replies += 1
-                await route_reply(self.broker, reply)
+                await route_reply(self.broker, reply, trigger.broker_key)
         if self.ledger is not None:  # state hook (issue 5): mark before the ack
             await self.ledger.delivered(trigger, message.event)
         self.stats.delivered += 1

@@ -111,6 +111,36 @@ def read_documents(directory: Path) -> Iterable[tuple[str, dict[str, Any]]]:
             yield origin, doc
 
 
+RESERVED_NAMESPACES: Final = frozenset(
+    {
+        "admin",
+        "docs",
+        "events",
+        "functions",
+        "healthz",
+        "metrics",
+        "openapi.json",
+        "readyz",
+        "redoc",
+        "static",
+        "ui",
+        "webhooks",
+    }
+)
+"""First path segments of the gateway's own routes: a broker there would share their paths."""
+
+
+def check_namespace(origin: str, label: str | None, namespace: str) -> None:
+    """A namespace that is one of the gateway's own path segments is refused (ConfigError)."""
+    if namespace in RESERVED_NAMESPACES:
+        raise ConfigError(
+            origin,
+            label,
+            f"namespace '{namespace}' is reserved for the gateway's own paths "
+            f"(/{namespace}/...); choose another",
+        )
+
+
 def load_config(
     directory: Path,
     functions: Sequence[FunctionSubscriptions] = (),
@@ -134,6 +164,7 @@ def load_config(
             if not name:
                 raise ConfigError(origin, label, "metadata.name is required")
             namespace = str(meta.get("namespace") or default_namespace)
+            check_namespace(origin, label, namespace)
             if kind == "Broker":
                 spec = _broker(
                     origin, label, namespace, name, meta, doc.get("spec") or {}, function_names
@@ -145,6 +176,7 @@ def load_config(
                 raw_triggers.append((origin, doc))
         else:
             skipped.append(SkippedObject(origin, kind, name, api))
+    check_namespace("--namespace (CEMESH_NAMESPACE)", None, default_namespace)
     if not any(key.endswith("/default") for key in brokers):
         implicit = f"{default_namespace}/default"
         brokers.setdefault(implicit, BrokerSpec(default_namespace, "default"))

@@ -2,6 +2,8 @@
 
 A bare ASGI middleware so the hot ingress path pays a dictionary lookup, not a framework
 dependency. Health, metrics, docs and webhooks (which carry their own signatures) stay open.
+Requests are classified by the exact route that serves them, never by a path prefix, and the
+gateway's own first path segments cannot be namespaces (`brokers.triggers.RESERVED_NAMESPACES`).
 Rate limits are per token (token bucket; Redis-backed when the mesh has Redis state, so replicas
 share them); a token without its own rate uses the mesh default, if any.
 """
@@ -30,6 +32,11 @@ OPEN_PATHS: Final = frozenset(
         "/redoc",
         "/openapi.json",
         "/ui",
+        # Webhooks carry their own signatures; exact routes, never a prefix (a namespace
+        # called "webhooks" would otherwise publish without a token).
+        "/webhooks/github",
+        "/webhooks/gitlab",
+        "/webhooks/tekton",
     }
 )
 ADMIN_PREFIXES: Final = ("/admin/", "/events/")
@@ -101,7 +108,7 @@ class Rule:
 
 
 def classify(method: str, path: str) -> Rule:
-    if path in OPEN_PATHS or path.startswith(("/webhooks/", "/static/")):
+    if path in OPEN_PATHS:
         return Rule("open")
     if path.startswith(ADMIN_PREFIXES):
         return Rule("admin")

@@ -118,7 +118,7 @@ class Ingress:
             listener(key, events)
         for event in events:
             if "replyid" in event.attributes:
-                await route_reply(mesh.broker, event)
+                await route_reply(mesh.broker, event, key)
         return duplicate_headers(admission)  # state hook (issue 5)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -130,8 +130,11 @@ class Ingress:
             await send_problem(send, from_exception(exc), scope.get("path"))
             return
         await send(
-            {"type": "http.response.start", "status": 202,
-             "headers": [(b"content-length", b"0"), *extra]}
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [(b"content-length", b"0"), *extra],
+            }
         )
         await send({"type": "http.response.body", "body": b""})
 
@@ -155,7 +158,7 @@ class RequestReply:
                 )
             correlation = mesh.replies.new_correlation_id()
             request = Event({**events[0].attributes, "correlationid": correlation}, events[0].data)
-            waiter = mesh.replies.expect(correlation)
+            waiter = mesh.replies.expect(correlation, key)
             try:
                 await self._ingress.publish(mesh, key, [request])
                 reply = await asyncio.wait_for(waiter, timeout)

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     webhook_broker: str = Field("default/default", description="Broker webhooks publish to")
     replica: str = Field(
         default_factory=lambda: uuid.uuid4().hex[:12],
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
         description="This replica's id (request-reply routing)",
     )
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight deliveries may finish")

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from brokers.base import Broker, Message
 from brokers.delivery import parse_duration
-from brokers.errors import BrokerError, ConfigError
+from brokers.errors import ConfigError
 from brokers.event import Event
 from brokers.state.base import (
     DEFAULT_LOG_LENGTH,
@@ -255,47 +255,67 @@ class Ledger:
     # ingress
 
     async def publish(self, broker: Broker, key: str, events: Sequence[Event]) -> Admission:
-        """Dedup, publish what is new (raises what `broker.publish` raises), log it."""
+        """Dedup, publish what is new (raises what `broker.publish` raises), then record it.
+
+        Claim after confirm: an event's dedup mark is written only once the broker confirmed
+        its publish, so a "duplicate" answer always names an event that is in the broker. A
+        crash between the confirm and the claim costs a second publish of that event on the
+        client's retry (at-least-once, as Knative promises), never a lost one. Why not a claim
+        that expires unless confirmed: a retry arriving while the first publish is in flight
+        would still need an answer, and "duplicate" there is the very lie this avoids.
+        """
         policy = self.policy(key)
-        published, duplicates, claimed = await self._admit(key, events, policy.dedup_window)
+        published, duplicates, keys = await self._admit(key, events, policy.dedup_window)
         if published:
-            try:
-                await broker.publish(key, published)
-            except (BrokerError, asyncio.CancelledError):
-                # Not accepted: forget the claims so the sender's retry is not a "duplicate".
-                await asyncio.shield(self._release(key, claimed))
-                raise
-            await self._log(key, published, policy.log_length)
+            await broker.publish(key, published)
+            await asyncio.shield(self._record(key, keys, published, policy))
         self.stats.duplicates += len(duplicates)
         return Admission(published, duplicates)
 
     async def _admit(
         self, key: str, events: Sequence[Event], window: float
     ) -> tuple[list[Event], list[Event], list[str]]:
+        """(to publish, duplicates, dedup keys of those to publish)."""
         # Request-reply requests are exempt: a retried request must get its reply.
         checked = [i for i, e in enumerate(events) if "correlationid" not in e.attributes]
         if window <= 0 or not checked:
             return list(events), [], []
         keys = [event_key(events[i].source, events[i].id) for i in checked]
         try:
-            fresh = await self.state.claim(DEDUP, key, keys, window)
+            present = await self.state.present(DEDUP, key, keys)
         except StateUnavailable as exc:
             self.stats.dedup_unavailable += 1
             self._warn("dedup", f"dedup skipped (fail open): {exc}")
             return list(events), [], []
-        verdicts = [True] * len(events)
-        for index, ok in zip(checked, fresh, strict=True):
-            verdicts[index] = ok
-        published = [e for e, ok in zip(events, verdicts, strict=True) if ok]
-        duplicates = [e for e, ok in zip(events, verdicts, strict=True) if not ok]
-        claimed = [k for k, ok in zip(keys, fresh, strict=True) if ok]
-        return published, duplicates, claimed
+        duplicate = [False] * len(events)
+        fresh: list[str] = []
+        batch: set[str] = set()
+        for index, dedup_key, seen in zip(checked, keys, present, strict=True):
+            if seen or dedup_key in batch:  # the same event twice in one batch: once
+                duplicate[index] = True
+            else:
+                batch.add(dedup_key)
+                fresh.append(dedup_key)
+        published = [e for e, dup in zip(events, duplicate, strict=True) if not dup]
+        duplicates = [e for e, dup in zip(events, duplicate, strict=True) if dup]
+        return published, duplicates, fresh
 
-    async def _release(self, key: str, claimed: list[str]) -> None:
+    async def _record(
+        self, key: str, claims: list[str], events: list[Event], policy: BrokerPolicy
+    ) -> None:
+        """After the confirm: the dedup claims and the event log, concurrently."""
+        await asyncio.gather(
+            self._claim(key, claims, policy.dedup_window), self._log(key, events, policy.log_length)
+        )
+
+    async def _claim(self, key: str, claims: list[str], window: float) -> None:
+        if not claims:
+            return
         try:
-            await self.state.release(DEDUP, key, claimed)
+            await self.state.claim(DEDUP, key, claims, window)
         except StateUnavailable as exc:
-            self._warn("dedup-release", f"dedup claims not released: {exc}")
+            self.stats.dedup_unavailable += 1
+            self._warn("dedup-claim", f"dedup claims not recorded: {exc}")
 
     async def _log(self, key: str, events: list[Event], length: int) -> None:
         if length <= 0:

@@ -5,7 +5,8 @@ fail-open, replay targeting) must behave the same on every backend, so they live
 port (`brokers.state.Ledger`), and the two implementations only have to agree on two things the
 contract suite pins down:
 - *marks*: keys with a time to live, set atomically only when absent (`claim`, Redis
-  `SET NX PX`), checked (`exists`), set (`mark`) and deleted (`release`);
+  `SET NX PX`), checked (`exists`, `present` for a batch), set (`mark`) and deleted
+  (`release`);
 - a capped, append-only *event log* per broker with Redis stream ids (`<ms>-<seq>`), read by
   id range with Redis' own bound syntax (`-`, `+`, `(id` exclusive, `ms` alone).
 
@@ -85,6 +86,10 @@ class State(Protocol):
         ...
 
     async def exists(self, kind: str, owner: str, key: str) -> bool: ...
+
+    async def present(self, kind: str, owner: str, keys: Sequence[str]) -> list[bool]:
+        """For each key, whether it is set (one round trip for the batch)."""
+        ...
 
     async def mark(self, kind: str, owner: str, key: str, ttl: float) -> None:
         """Set the key for `ttl` seconds, present or not."""

@@ -104,6 +104,10 @@ class MemoryState:
     async def exists(self, kind: str, owner: str, key: str) -> bool:
         return self._live(key_of(self._prefix, kind, owner, key), self._clock())
 
+    async def present(self, kind: str, owner: str, keys: Sequence[str]) -> list[bool]:
+        now = self._clock()
+        return [self._live(key_of(self._prefix, kind, owner, key), now) for key in keys]
+
     async def mark(self, kind: str, owner: str, key: str, ttl: float) -> None:
         now = self._clock()
         self._sweep(now)

@@ -1,8 +1,9 @@
 """The Redis State (redis-py asyncio with hiredis): the only module that imports `redis`.
 
 Why these choices:
-- marks are plain keys with `PX` expiry; `claim` is `SET NX PX`, pipelined for a batch, so
-  dedup costs one round trip per request whatever its size;
+- marks are plain keys with `PX` expiry; `claim` is `SET NX PX` and `present` is `EXISTS`,
+  each pipelined for a batch, so dedup costs two round trips per request whatever its size
+  (the check before the publish, the claim after the broker confirmed it);
 - the event log is a stream per broker, `XADD MAXLEN ~ N`: ids are times, so "replay since 10
   minutes ago" is an `XRANGE` and trimming is cheap (whole nodes, hence "about N");
 - every call is bounded: socket and connect timeouts (default 0.5 s), at most one immediate
@@ -120,6 +121,18 @@ class RedisState:
         name = key_of(self._prefix, kind, owner, key)
         count = await self._call(lambda: self._client.exists(name))
         return bool(count)
+
+    async def present(self, kind: str, owner: str, keys: Sequence[str]) -> list[bool]:
+        if not keys:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.exists(key_of(self._prefix, kind, owner, key))
+            return list(await pipe.execute())
+
+        return [bool(result) for result in await self._call(run)]
 
     async def mark(self, kind: str, owner: str, key: str, ttl: float) -> None:
         name = key_of(self._prefix, kind, owner, key)

@@ -32,7 +32,7 @@ from brokers.state import (
     State,
     duplicate_headers,
 )
-from brokers.state.base import LogEntry, id_at
+from brokers.state.base import LogEntry, event_key, id_at
 from brokers.triggers import BrokerSpec, MeshConfig, TriggerSpec
 
 REDIS_URL: Final = os.environ.get("CEMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -94,6 +94,10 @@ def event(
         **extra,
     }
     return Event.create(attributes, f'{{"n":{n}}}'.encode())
+
+
+def _dedup_key(e: Event) -> str:
+    return event_key(e.source, e.id)
 
 
 def typed(e: Event) -> dict[str, tuple[type, object]]:
@@ -377,6 +381,51 @@ async def test_ledger_forgets_claims_when_the_broker_refuses(state: State) -> No
     assert retried.published
     assert not retried.duplicates
     await broker.close()
+
+
+async def test_present_reports_each_key(state: State) -> None:
+    assert await state.present("dedup", BROKER, []) == []
+    await state.claim("dedup", BROKER, ["a", "c"], 10)
+    assert await state.present("dedup", BROKER, ["a", "b", "c"]) == [True, False, True]
+
+
+class GatedBroker(MemoryBroker):
+    """A memory broker whose publish waits until the test opens the gate (a slow confirm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+
+    async def publish(self, broker: str, events: Sequence[Event]) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        await super().publish(broker, events)
+
+
+async def test_ledger_claims_only_after_the_broker_confirmed(state: State) -> None:
+    """Issue 12 item 1: while a publish is unconfirmed (or its process died), a retry of the
+    same event is published, never answered as a duplicate."""
+    cfg = config(trigger("all"))
+    slow = GatedBroker()
+    await slow.open(cfg)
+    ledger = Ledger(state, cfg)
+    first = asyncio.create_task(ledger.publish(slow, BROKER, [event(1)]))
+    await slow.entered.wait()
+    assert await state.present("dedup", BROKER, [_dedup_key(event(1))]) == [False]
+    broker, inboxes = await opened(cfg)
+    retried = await ledger.publish(broker, BROKER, [event(1)])
+    assert [e.id for e in retried.published] == ["e-1"]
+    assert not retried.duplicates
+    first.cancel()  # the first publish never confirms: as if its process was killed
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    again = await ledger.publish(broker, BROKER, [event(1)])
+    assert [e.id for e in again.duplicates] == ["e-1"]
+    await settle()
+    assert len(inboxes["all"].messages) == 1
+    await broker.close()
+    await slow.close()
 
 
 class Delivery:

@@ -156,6 +156,14 @@ class MeshProcess:
         self.proc = None
         return self.output
 
+    def kill(self) -> None:
+        """SIGKILL: no stop, no drain, as a crash or an OOM kill would end it."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.output, _ = self.proc.communicate()
+            self.returncode = self.proc.returncode
+            self.proc = None
+
     def __enter__(self) -> MeshProcess:
         return self.start()
 

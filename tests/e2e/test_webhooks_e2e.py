@@ -204,9 +204,12 @@ async def test_merged_pull_request_reaches_a_trigger_through_cemesh_up(tmp_path:
     try:
         config = write(tmp_path / "c" / "t.yaml", CONFIG.format(sink=sink.url)).parent
         with MeshProcess(config, env={"CEMESH_GITHUB_SECRET": SECRET}) as mesh:
-            async with aiohttp.ClientSession() as session, session.post(
-                mesh.url + "/webhooks/github", data=body, headers=_github_headers(body)
-            ) as r:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    mesh.url + "/webhooks/github", data=body, headers=_github_headers(body)
+                ) as r,
+            ):
                 assert r.status == 202
             (got,) = await sink.wait_for(1, path="/merged")
     finally:
