@@ -7,7 +7,7 @@ import asyncio
 import io
 import json
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -77,7 +77,7 @@ async def sink() -> AsyncIterator[Sink]:
 
 
 @pytest.fixture
-def mesh(tmp_path: Path, sink: Sink) -> AsyncIterator[MeshProcess]:
+def mesh(tmp_path: Path, sink: Sink) -> Iterator[MeshProcess]:
     config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
     with MeshProcess(config, REPO / "functions") as process:
         yield process
