@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.delivery import Destination
 from brokers.dispatch import Outcome
 from gateway.metrics import Metrics, delivery_code, destination_label
-from tests.unit.observed import Answers, Observed, binary, observed_mesh, trigger, until
-
-ORDERS = "http://sink.test/orders"
-FLAKY = "http://sink.test/flaky"
+from tests.meshyaml import trigger_yaml
+from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -33,32 +31,28 @@ def value(
 
 
 @pytest.fixture
-async def observed() -> AsyncIterator[Observed]:
-    answers = Answers(statuses={ORDERS: 200, FLAKY: 503})
-    mesh = await observed_mesh(
-        [
-            trigger("orders", "com.example.order", ORDERS),
-            trigger("flaky", "com.example.flaky", FLAKY, retry=1),
-        ],
-        answers,
-    )
-    yield mesh
-    await mesh.close()
+async def observed(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with gateway(
+        tmp_path,
+        trigger_yaml("orders", function="orders", type="com.example.order", delivery=retrying(0)),
+        trigger_yaml("flaky", function="flaky", type="com.example.flaky", delivery=retrying(1)),
+        sinks={"orders": 200, "flaky": 503},
+    ) as gw:
+        yield gw
 
 
-async def test_metrics_after_known_traffic(observed: Observed) -> None:
-    transport = httpx.ASGITransport(app=observed.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-        for i in range(3):
-            r = await client.post("/default/default", headers=binary(f"o{i}", "com.example.order"))
-            assert r.status_code == 202
-        r = await client.post("/default/default", headers=binary("f1", "com.example.flaky"))
+async def test_metrics_after_known_traffic(observed: Gateway) -> None:
+    client = observed.http
+    for i in range(3):
+        r = await client.post("/default/default", headers=binary(f"o{i}", "com.example.order"))
         assert r.status_code == 202
-        r = await client.post("/nobody/here", headers=binary("x", "com.example.order"))
-        assert r.status_code == 404
-        stats = observed.mesh.dispatcher.stats
-        await until(lambda: stats.delivered == 3 and stats.dead_lettered == 1)
-        response = await client.get("/metrics")
+    r = await client.post("/default/default", headers=binary("f1", "com.example.flaky"))
+    assert r.status_code == 202
+    r = await client.post("/nobody/here", headers=binary("x", "com.example.order"))
+    assert r.status_code == 404
+    stats = observed.mesh.dispatcher.stats
+    await until(lambda: stats.delivered == 3 and stats.dead_lettered == 1)
+    response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     found = samples(response.text)
@@ -80,8 +74,11 @@ async def test_metrics_after_known_traffic(observed: Observed) -> None:
     assert v("cemesh_dead_letters_total", trigger=flaky) == 1
     assert v("cemesh_dead_letters_total", trigger=orders) == 0
     assert v("cemesh_delivery_latency_seconds_count", trigger=orders) == 3
-    assert v("cemesh_delivery_request_duration_seconds_count", destination=ORDERS) == 3
-    assert v("cemesh_delivery_request_duration_seconds_count", destination=FLAKY) == 2
+    duration = "cemesh_delivery_request_duration_seconds_count"
+    assert v(duration, destination="function:orders") == 3
+    assert v(duration, destination="function:flaky") == 2
+    assert [body for _, body in observed.received("orders")] == [b"", b"", b""]
+    assert len(observed.received("flaky")) == 2
     assert v("cemesh_replies_total") == 0
     assert v("cemesh_ttl_dropped_total") == 0
     assert v("cemesh_live_clients") == 0
@@ -92,7 +89,7 @@ async def test_metrics_after_known_traffic(observed: Observed) -> None:
     assert not any(k[0] == "cemesh_queue_depth" for k in found)
 
 
-async def test_queue_depth_from_a_callback(observed: Observed) -> None:
+async def test_queue_depth_from_a_callback(observed: Gateway) -> None:
     observed.observability.metrics.queue_depths = lambda: {"default/orders": 7}
     found = samples(observed.observability.metrics.render().decode())
     assert value(found, "cemesh_queue_depth", trigger="default/orders") == 7
@@ -110,7 +107,7 @@ def test_each_app_has_its_own_registry() -> None:
     assert value(two, "cemesh_ingress_requests_total", **labels) == 1
 
 
-def test_request_reply_and_function_calls_are_labelled_by_outcome(observed: Observed) -> None:
+def test_request_reply_and_function_calls_are_labelled_by_outcome(observed: Gateway) -> None:
     obs = observed.observability
 
     def post(path: str, status: int) -> None:
