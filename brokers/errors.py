@@ -46,3 +46,38 @@ class ConfigError(BrokerError):
         self.file = file
         self.obj = obj
         self.reason = reason
+
+
+class DeliveryError(BrokerError):
+    """A delivery request (to a subscriber, a dead-letter sink or a function) failed.
+
+    Transports raise the two without an HTTP answer (`SubscriberUnreachable`,
+    `DeliveryTimeout`), translated from their HTTP library at the transport boundary;
+    `brokers.dispatch.attempt` adds the two with one (`DeliveryRejected`, `InvalidReply`) and
+    carries the error in its `Outcome`. The message is what `knativeerrordata` tells when the
+    destination sent no body.
+    """
+
+
+class SubscriberUnreachable(DeliveryError):
+    """No answer because no connection: refused, reset, unknown host, no such function."""
+
+
+class DeliveryTimeout(DeliveryError):
+    """The destination did not answer within the delivery timeout (seconds)."""
+
+    def __init__(self, message: str, *, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class DeliveryRejected(DeliveryError):
+    """The destination answered with a status that is not 2xx."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class InvalidReply(DeliveryError):
+    """A 2xx answer whose body is not one CloudEvent (counted as a 502)."""

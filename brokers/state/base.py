@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol, runtime_checkable
 
+from brokers.errors import BrokerError
 from brokers.event import Event
 
 DEFAULT_PREFIX: Final = "cemesh"
@@ -32,8 +33,8 @@ MAX_SEQ: Final = 2**64 - 1
 _STREAM_ID: Final = re.compile(r"(\d+)(?:-(\d+))?")
 
 
-class StateError(Exception):
-    """Root of every error raised by `brokers.state`."""
+class StateError(BrokerError):
+    """Root of every error raised by `brokers.state` (a `BrokerError`, like all of `brokers`)."""
 
 
 class StateUnavailable(StateError):
