@@ -36,7 +36,7 @@ import re
 from typing import Any, Final
 
 from brokers.event import Event, is_json_content_type
-from brokers.filters import FilterError, Predicate
+from brokers.filterbase import FilterError, Predicate
 
 log = logging.getLogger(__name__)
 

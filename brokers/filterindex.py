@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Generic, TypeVar
 
 from brokers.event import AttributeValue, Event, attribute_text
-from brokers.filters import NEVER, Filter, Predicate
+from brokers.filterbase import Predicate
+from brokers.filters import NEVER, Filter
 
 T = TypeVar("T")
 

@@ -31,24 +31,31 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from brokers.event import Event, attribute_text
+from brokers.filterbase import FilterError, Predicate
+
+__all__ = [
+    "DIALECTS",
+    "MATCH_ALL",
+    "NEVER",
+    "Filter",
+    "FilterError",
+    "Predicate",
+    "compile_attributes",
+    "compile_filters",
+    "compile_trigger_filter",
+]
 
 log = logging.getLogger(__name__)
-
-Predicate = Callable[[Event], bool]
 
 # Knative's webhook: lower-case letters and digits, starting with a letter. Stricter than a
 # CloudEvents extension name, but the same files apply to a cluster, which would refuse others.
 _ATTRIBUTE_NAME: Final = re.compile(r"[a-z][a-z0-9]*")
 DIALECTS: Final = ("exact", "prefix", "suffix", "all", "any", "not", "cesql", "data")
-
-
-class FilterError(ValueError):
-    """A filter cannot be used; the message says which part and why."""
 
 
 def _always(_event: Event) -> bool:
