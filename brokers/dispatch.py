@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from brokers.base import Broker, Message
 from brokers.codec import from_http, to_binary
 from brokers.delivery import DeliverySpec, Destination
-from brokers.errors import BrokerError, InvalidEvent
+from brokers.errors import (
+    BrokerError,
+    DeliveryError,
+    DeliveryRejected,
+    InvalidEvent,
+    InvalidReply,
+)
 from brokers.event import Event
 from brokers.triggers import MeshConfig, TriggerSpec
 
@@ -57,7 +63,12 @@ class Response:
 
 
 class Transport(Protocol):
-    """Sends one HTTP request to a destination. Raises OSError/TimeoutError on failure."""
+    """Sends one HTTP request to a destination.
+
+    Raises `DeliveryError` (`SubscriberUnreachable`, `DeliveryTimeout`) when there is no answer:
+    an implementation translates its HTTP library's exceptions at its own boundary, so nothing
+    above it sees aiohttp's, httpx's or the OS's.
+    """
 
     async def post(
         self,
@@ -70,14 +81,19 @@ class Transport(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one delivery attempt came to."""
+    """What one delivery attempt came to; `fault` is why it failed (None when `ok`)."""
 
     ok: bool
     status: int = 0
     reply: Event | None = None
     retry_after: float | None = None
-    error: str = ""
+    fault: DeliveryError | None = None
     body: bytes = b""
+
+    @property
+    def error(self) -> str:
+        """The fault as text (logs, and `knativeerrordata` when the answer had no body)."""
+        return str(self.fault) if self.fault is not None else ""
 
     @property
     def retryable(self) -> bool:
@@ -174,16 +190,15 @@ async def attempt(
     headers, body = delivery_request(event)
     try:
         response = await transport.post(destination, headers, body, timeout)
-    except TimeoutError:
-        return Outcome(False, error=f"timed out after {timeout:g}s")
-    except (OSError, BrokerError) as exc:
-        return Outcome(False, error=f"{type(exc).__name__}: {exc}")
+    except DeliveryError as exc:
+        return Outcome(False, fault=exc)
     status = response.status
     if not 200 <= status < 300:
         delay = None
         if status in (429, 503):
             delay = retry_after(response.headers.get("retry-after"))
-        return Outcome(False, status, retry_after=delay, error=f"HTTP {status}", body=response.body)
+        rejected = DeliveryRejected(status)
+        return Outcome(False, status, retry_after=delay, fault=rejected, body=response.body)
     if status == 202 or (not response.body and "ce-specversion" not in response.headers):
         return Outcome(
             True, status
@@ -191,9 +206,11 @@ async def attempt(
     try:
         mode, events = from_http(response.headers, response.body)
     except InvalidEvent as exc:
-        return Outcome(False, 502, error=f"reply is not a CloudEvent: {exc}", body=response.body)
+        fault = InvalidReply(f"reply is not a CloudEvent: {exc}")
+        return Outcome(False, 502, fault=fault, body=response.body)
     if mode == "batch" or len(events) != 1:
-        return Outcome(False, 502, error="a reply must be a single event", body=response.body)
+        fault = InvalidReply("a reply must be a single event")
+        return Outcome(False, 502, fault=fault, body=response.body)
     return Outcome(True, status, reply=events[0])
 
 

@@ -451,9 +451,7 @@ async def _state(call: Awaitable[T]) -> T:
     try:
         return await call
     except StateUnavailable as exc:
-        raise HTTPProblem(
-            503, "State Unavailable", str(exc), headers={"retry-after": "1"}
-        ) from None
+        raise from_exception(exc) from None
 
 
 async def _broker_call(call: Awaitable[T]) -> T:

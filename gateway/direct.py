@@ -19,8 +19,9 @@ from fastapi.responses import Response
 from brokers.codec import from_http, media_type
 from brokers.delivery import Destination
 from brokers.dispatch import delivery_request, ingress_stamp
+from brokers.errors import DeliveryError
 from brokers.event import Event
-from gateway.problems import HTTPProblem
+from gateway.problems import HTTPProblem, from_exception
 
 PASS_HEADERS = ("content-type", "retry-after")
 
@@ -58,12 +59,8 @@ def functions_router(get_mesh: Callable[[], Any]) -> APIRouter:
             answer = await mesh.transport.post(
                 Destination(function=name), out_headers, out_body, timeout
             )
-        except TimeoutError:
-            raise HTTPProblem(
-                504, "Function Timeout", f"no answer within {timeout:g}s", field="timeout"
-            ) from None
-        except OSError as exc:
-            raise HTTPProblem(502, "Function Unreachable", str(exc)) from None
+        except DeliveryError as exc:  # 504 on a timeout, 502 when unreachable
+            raise from_exception(exc) from None
         passed = {
             k: v for k, v in answer.headers.items() if k.startswith("ce-") or k in PASS_HEADERS
         }

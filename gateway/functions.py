@@ -20,7 +20,7 @@ from typing import Any
 
 from brokers.delivery import Destination
 from brokers.dispatch import Response
-from brokers.errors import ConfigError
+from brokers.errors import ConfigError, SubscriberUnreachable
 from brokers.triggers import FunctionSubscriptions
 from gateway.funcyaml import FuncYaml, load_func_yaml
 
@@ -187,7 +187,7 @@ class FunctionHost:
     ) -> Response:
         hosted = self.hosted.get(name)
         if hosted is None:
-            raise OSError(f"function {name} is not running")
+            raise SubscriberUnreachable(f"function {name} is not running")
         return await asyncio.wait_for(
             asgi_request(hosted.app, "POST", path, headers, body), timeout
         )

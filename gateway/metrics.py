@@ -47,6 +47,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from brokers.errors import DeliveryTimeout
 from brokers.delivery import Destination
 from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, Response, Transport, dest_uri
 from brokers.event import Event
@@ -77,7 +78,7 @@ def delivery_code(outcome: Outcome) -> str:
     """The `code` label: the HTTP status, or `timeout` / `error` when there was no answer."""
     if outcome.status:
         return str(outcome.status)
-    return "timeout" if outcome.error.startswith("timed out") else "error"
+    return "timeout" if isinstance(outcome.fault, DeliveryTimeout) else "error"
 
 
 def destination_label(destination: Destination) -> str:

@@ -1,4 +1,10 @@
-"""RFC 9457 problem details: the one place where errors become HTTP responses."""
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Gateway code raises `HTTPProblem` for what is about HTTP itself (an unknown route object, a
+missing header, a body too large) and lets every typed error of `brokers` and `cdevents`
+reach `from_exception`, either through the app's handlers or, where a route wants the answer
+without the traceback of an unexpected error, as `raise from_exception(exc) from None`.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,14 @@ from brokers.errors import (
     BrokerError,
     BrokerUnavailable,
     ConfigError,
+    DeliveryError,
+    DeliveryTimeout,
     InvalidEvent,
     UnknownBroker,
     UnsupportedContentType,
 )
+from brokers.state import StateUnavailable
+from cdevents.errors import PayloadError
 
 PROBLEM_JSON: Final = "application/problem+json"
 TYPE_BASE: Final = "https://cemesh.dev/problems/"
@@ -61,10 +71,18 @@ def from_exception(exc: Exception) -> HTTPProblem:
             f"{exc}; the event was not accepted",
             headers={"retry-after": str(retry)},
         )
+    if isinstance(exc, StateUnavailable):
+        return HTTPProblem(503, "State Unavailable", str(exc), headers={"retry-after": "1"})
+    if isinstance(exc, DeliveryTimeout):
+        return HTTPProblem(504, "Delivery Timeout", str(exc), field="timeout")
+    if isinstance(exc, DeliveryError):
+        return HTTPProblem(502, "Destination Unreachable", str(exc))
     if isinstance(exc, ConfigError):
         return HTTPProblem(500, "Configuration Error", str(exc))
     if isinstance(exc, BrokerError):
         return HTTPProblem(500, "Broker Error", str(exc))
+    if isinstance(exc, PayloadError):
+        return HTTPProblem(400, "Invalid Payload", exc.message, field=exc.field)
     return HTTPProblem(500, "Internal Error", "unexpected error; see the gateway log")
 
 

@@ -2,17 +2,51 @@
 
 aiohttp, not httpx: on this machine httpx's AsyncClient is ~10x slower at the concurrency the
 dispatcher runs (BASELINES.md), and delivery is the hot path.
+
+This is the boundary of the delivery port (`brokers.dispatch.Transport`): what aiohttp, the OS
+or an in-process function raises is translated here, once, by `ERRORS` in `translated()` (as
+httpx's `_transports/default.py` does), so the dispatcher, the metrics and the HTTP layer only
+ever see `brokers.errors.DeliveryError`s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Final
 
 import aiohttp
 
 from brokers.delivery import Destination
 from brokers.dispatch import Response
+from brokers.errors import DeliveryError, DeliveryTimeout, SubscriberUnreachable
 from gateway.functions import FunctionHost
+
+ERRORS: Final[tuple[tuple[type[BaseException], type[DeliveryError]], ...]] = (
+    (TimeoutError, DeliveryTimeout),  # asyncio's, and aiohttp's ServerTimeoutError family
+    (aiohttp.ClientConnectionError, SubscriberUnreachable),  # refused, reset, DNS, disconnected
+    (OSError, SubscriberUnreachable),
+    (aiohttp.ClientError, DeliveryError),  # a malformed answer, an invalid URL
+)
+"""Library exception -> cemesh's, first match wins (subclasses before their bases)."""
+
+
+@contextmanager
+def translated(timeout: float) -> Iterator[None]:
+    """Re-raise what `ERRORS` names as its DeliveryError, chained (`raise ... from exc`)."""
+    try:
+        yield
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        for library, ours in ERRORS:
+            if isinstance(exc, library):
+                if ours is DeliveryTimeout:
+                    raise DeliveryTimeout(
+                        f"no answer within {timeout:g}s", timeout=timeout
+                    ) from exc
+                raise ours(str(exc) or type(exc).__name__) from exc
+        raise
 
 
 class MeshTransport:
@@ -38,28 +72,33 @@ class MeshTransport:
         body: bytes,
         timeout: float,
     ) -> Response:
+        with translated(timeout):
+            return await self._post(destination, headers, body, timeout)
+
+    async def _post(
+        self,
+        destination: Destination,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+    ) -> Response:
         if destination.function is not None:
             url = self.remote_functions.get(destination.function)
             if url is None:
                 if self.functions is None:
-                    raise OSError(f"no function host for {destination.function}")
+                    raise SubscriberUnreachable(f"no function host for {destination.function}")
                 return await self.functions.call(destination.function, headers, body, timeout)
         else:
             url = destination.uri or ""
         if self._session is None:
-            raise OSError("transport is closed")
-        try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers=list(headers),
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                payload = await response.read()
-                return Response(
-                    response.status, {k.lower(): v for k, v in response.headers.items()}, payload
-                )
-        except aiohttp.ClientError as exc:
-            raise OSError(str(exc) or type(exc).__name__) from exc
-        except TimeoutError:
-            raise TimeoutError(f"no answer within {timeout:g}s") from None
+            raise SubscriberUnreachable("transport is closed")
+        async with self._session.post(
+            url,
+            data=body,
+            headers=list(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            payload = await response.read()
+            return Response(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, payload
+            )

@@ -28,7 +28,7 @@ from cdevents import github as github_translator
 from cdevents import gitlab as gitlab_translator
 from cdevents import tekton as tekton_translator
 from gateway.ingress import Ingress
-from gateway.problems import HTTPProblem
+from gateway.problems import HTTPProblem, from_exception
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Published: the events are listed"}
@@ -166,7 +166,7 @@ async def _publish(
     try:
         translation = translate()
     except PayloadError as exc:
-        raise HTTPProblem(400, "Invalid Payload", exc.message, field=exc.field) from None
+        raise from_exception(exc) from None
     arrival = now_rfc3339()
     events: list[Event] = [ingress_stamp(e, arrival) for e in translation.events]
     key = mesh.settings.webhook_broker

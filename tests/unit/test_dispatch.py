@@ -13,6 +13,7 @@ import pytest
 
 from brokers.delivery import DeliverySpec, Destination
 from brokers.dispatch import Dispatcher, Response, reply_stamp, retry_after
+from brokers.errors import DeliveryTimeout, SubscriberUnreachable
 from brokers.event import Event
 from brokers.filters import compile_attributes
 from brokers.memory import MemoryBroker
@@ -141,7 +142,7 @@ async def test_a_dead_letter_sink_that_is_down_is_retried_not_dropped() -> None:
         {
             "http://sink/": [Response(500, {}, b"")],
             "http://dls/": [
-                OSError("connection refused"),
+                SubscriberUnreachable("connection refused"),
                 Response(503, {}, b""),
                 Response(202, {}, b""),
             ],
@@ -158,7 +159,13 @@ async def test_a_dead_letter_sink_that_is_down_is_retried_not_dropped() -> None:
 
 async def test_timeouts_and_network_errors_are_retried() -> None:
     transport = ScriptedTransport(
-        {"http://sink/": [TimeoutError(), OSError("reset"), Response(200, {}, b"")]}
+        {
+            "http://sink/": [
+                DeliveryTimeout("no answer"),
+                SubscriberUnreachable("reset"),
+                Response(200, {}, b""),
+            ]
+        }
     )
     broker, dispatcher = await _mesh(transport, DeliverySpec(retry=2, backoff_delay=0.01))
     await broker.publish("default/default", [_event()])

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.delivery import Destination
 from brokers.dispatch import Outcome
+from brokers.errors import DeliveryRejected, DeliveryTimeout, SubscriberUnreachable
 from gateway.metrics import Metrics, delivery_code, destination_label
 from tests.meshyaml import trigger_yaml
 from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
@@ -132,8 +133,9 @@ def test_request_reply_and_function_calls_are_labelled_by_outcome(observed: Gate
 
 def test_delivery_code_and_destination_labels() -> None:
     assert delivery_code(Outcome(True, 200)) == "200"
-    assert delivery_code(Outcome(False, error="timed out after 1s")) == "timeout"
-    assert delivery_code(Outcome(False, error="OSError: refused")) == "error"
+    assert delivery_code(Outcome(False, fault=DeliveryTimeout("no answer within 1s"))) == "timeout"
+    assert delivery_code(Outcome(False, fault=SubscriberUnreachable("refused"))) == "error"
+    assert delivery_code(Outcome(False, 503, fault=DeliveryRejected(503))) == "503"
     secret = Destination(uri="https://user:pw@hooks.example:8443/path?token=abc#x")
     assert destination_label(secret) == "https://hooks.example:8443/path"
     assert destination_label(Destination(function="greeter")) == "function:greeter"
