@@ -1,6 +1,8 @@
 """The `cemesh` command line.
 
-Errors end with one line on stderr and a non-zero exit (2 for bad input or configuration).
+Errors end with one line on stderr and a non-zero exit (2 for bad input or configuration; the
+admin commands use 1 when the mesh refused or could not be reached): commands raise `CLIError`
+(gateway/cli_errors.py) and `main` alone prints it.
 """
 
 from __future__ import annotations
@@ -15,32 +17,22 @@ import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from brokers.codec import from_http, to_binary, to_structured
-from brokers.errors import ConfigError, InvalidEvent
+from brokers.errors import InvalidEvent
 from brokers.event import Event
-from gateway import cli_cesql
+from gateway import cli_cesql, cli_errors
 from gateway.cli_admin import add_commands as add_admin_commands
+from gateway.cli_errors import CLIError
 from gateway.cli_render import add_commands as add_render_commands
+from gateway.cli_settings import settings_from
 from gateway.cli_topology import add_commands as add_topology_commands
-
-
-class CliError(Exception):
-    """A one-line message for the user; exit status 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        result: int = args.run(args)
-        return result
-    except (CliError, ConfigError, InvalidEvent) as exc:
-        print(f"cemesh: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return cli_errors.run(lambda: int(args.run(args)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,35 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> Any:
-    from pydantic import ValidationError
-
-    from gateway.settings import Settings
-
-    overrides = {
-        key: value
-        for key in (
-            "config",
-            "functions",
-            "host",
-            "port",
-            "broker_url",
-            "state_url",
-            "log_format",
-            "tokens_file",
-            "allow_open",
-        )
-        if (value := getattr(args, key, None)) is not None
-    }
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise CliError(
-            f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}"
-        ) from None
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     from gateway.auth import load_tokens
     from gateway.logs import configure
@@ -139,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     loaded = load_mesh(settings)
     tokens = load_tokens(settings.tokens_file)
     if not tokens and not settings.allow_open and not is_loopback(settings.host):
-        raise CliError(
+        raise CLIError(
             f"refusing to serve {settings.host} without tokens: set --tokens-file, "
             "or --allow-open to let anyone publish"
         )
@@ -190,7 +153,7 @@ def build_event(args: argparse.Namespace) -> Event:
     for item in args.ext:
         name, sep, value = item.partition("=")
         if not sep:
-            raise CliError(f"--ext takes NAME=VALUE, got '{item}'")
+            raise CLIError(f"--ext takes NAME=VALUE, got '{item}'")
         attributes[name] = value
     data: bytes | None = None
     if args.data is not None:
@@ -199,13 +162,13 @@ def build_event(args: argparse.Namespace) -> Event:
             try:
                 text = Path(text[1:]).read_text("utf-8")
             except OSError as exc:
-                raise CliError(f"cannot read {text[1:]}: {exc.strerror}") from None
+                raise CLIError(f"cannot read {text[1:]}: {exc.strerror}") from None
         content_type = args.datacontenttype or "application/json"
         if content_type == "application/json":
             try:
                 json.loads(text)
             except ValueError as exc:
-                raise CliError(f"--data is not valid JSON: {exc}") from None
+                raise CLIError(f"--data is not valid JSON: {exc}") from None
         attributes["datacontenttype"] = content_type
         data = text.encode("utf-8")
     return Event.create(attributes, data)
@@ -228,7 +191,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     except urllib.error.HTTPError as exc:
         status, reply_headers, payload = exc.code, dict(exc.headers), exc.read()
     except (urllib.error.URLError, OSError) as exc:
-        raise CliError(f"cannot reach {args.url}: {getattr(exc, 'reason', exc)}") from None
+        raise CLIError(f"cannot reach {args.url}: {getattr(exc, 'reason', exc)}") from None
     print(f"{status} {event.id}")
     lowered = {k.lower(): v for k, v in reply_headers.items()}
     if payload:
@@ -242,8 +205,4 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    # Run the importable copy of this module, so `python -m gateway.cli` raises and catches the
-    # same CliError class as the subcommand modules that import it.
-    from gateway.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -21,6 +21,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from gateway import cli_errors
+from gateway.cli_errors import FAILED, USAGE, CLIError
+
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 _RELATIVE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", re.IGNORECASE)
 _ISO_DURATION: Final = re.compile(
@@ -28,14 +31,6 @@ _ISO_DURATION: Final = re.compile(
     re.IGNORECASE,
 )
 _UNIT: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class UsageError(Exception):
-    """Bad input on the command line: exit 2."""
-
-
-class AdminError(Exception):
-    """The mesh answered with an error, or could not be reached: exit 1."""
 
 
 Command = Callable[[argparse.Namespace], int]
@@ -58,14 +53,14 @@ def add_commands(subparsers: Any) -> None:
     replay.add_argument("--trigger", metavar="NAME", help="deliver to this trigger only")
     replay.add_argument("--limit", type=int, help="at most this many events")
     replay.add_argument("--dry-run", action="store_true", help="count only, publish nothing")
-    replay.set_defaults(run=_guarded(cmd_replay))
+    replay.set_defaults(run=cmd_replay)
 
     events = subparsers.add_parser("events", help="show recent events of a broker, one a line")
     _common(events)
     events.add_argument("--broker", required=True, metavar="NS/NAME")
     events.add_argument("--limit", type=int, default=20, help="how many recent events (20)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    events.set_defaults(run=_guarded(cmd_events))
+    events.set_defaults(run=cmd_events)
 
     dlq = subparsers.add_parser("dlq", help="dead letters of a trigger: list, show, replay, purge")
     actions = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -79,7 +74,7 @@ def add_commands(subparsers: Any) -> None:
         _common(parser)
         parser.add_argument("--trigger", required=True, metavar="NS/NAME")
         parser.add_argument("ids", nargs="*", metavar="ID")
-        parser.set_defaults(run=_guarded(DLQ_COMMANDS[action]))
+        parser.set_defaults(run=DLQ_COMMANDS[action])
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -94,20 +89,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="admin bearer token (default: $CEMESH_TOKEN)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-
-
-def _guarded(command: Command) -> Command:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except UsageError as exc:
-            print(f"cemesh: {exc}", file=sys.stderr)
-            return 2
-        except AdminError as exc:
-            print(f"cemesh: {exc}", file=sys.stderr)
-            return 1
-
-    return run
 
 
 # commands
@@ -241,7 +222,7 @@ def owner(text: str, flag: str) -> tuple[str, str]:
     if not sep:
         namespace, name = "default", text
     if not namespace or not name or "/" in name:
-        raise UsageError(f"{flag} takes NS/NAME, got '{text}'")
+        raise CLIError(f"{flag} takes NS/NAME, got '{text}'", USAGE)
     return namespace, name
 
 
@@ -262,8 +243,9 @@ def parse_time(text: str, flag: str, now: datetime | None = None) -> str:
         try:
             when = datetime.fromisoformat(value)
         except ValueError:
-            raise UsageError(
-                f"{flag}: '{text}' is neither an RFC 3339 time nor an age such as 10m or PT1H"
+            raise CLIError(
+                f"{flag}: '{text}' is neither an RFC 3339 time nor an age such as 10m or PT1H",
+                USAGE,
             ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -277,7 +259,7 @@ def call(
     body: Any = None,
     timeout: float | None = None,
 ) -> Any:
-    """One admin API request; the decoded JSON answer, or AdminError with a one-line reason."""
+    """One admin API request: the decoded JSON answer, or CLIError (exit 1) saying why not."""
     url = args.url.rstrip("/") + path
     headers = {"accept": "application/json"}
     data = None
@@ -291,12 +273,12 @@ def call(
         with urllib.request.urlopen(request, timeout=timeout or args.timeout) as response:
             return json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        raise AdminError(_problem_line(exc.code, exc.read())) from None
+        raise CLIError(_problem_line(exc.code, exc.read()), FAILED) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise AdminError(f"cannot reach {args.url}: {reason}") from None
+        raise CLIError(f"cannot reach {args.url}: {reason}", FAILED) from None
     except ValueError:
-        raise AdminError(f"{url} did not answer JSON; is it a cemesh gateway?") from None
+        raise CLIError(f"{url} did not answer JSON; is it a cemesh gateway?", FAILED) from None
 
 
 def _problem_line(status: int, payload: bytes) -> str:
@@ -321,5 +303,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cemesh")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    result: int = args.run(args)
-    return result
+    return cli_errors.run(lambda: int(args.run(args)))

@@ -9,8 +9,8 @@ Exit status: 0 when the expression was evaluated (with errors or not: evaluation
 of the answer); 2 with one line on stderr when the expression does not parse or the event file
 is unusable.
 
-The module is self-contained (it does not import gateway.cli, which registers it through
-`add_commands`) and also runs as `python -m gateway.cli_cesql`.
+The module does not import gateway.cli, which registers it through `add_commands`, and also
+runs as `python -m gateway.cli_cesql`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from brokers.cesql import CesqlParseError, parse
 from brokers.codec import from_json_object
 from brokers.errors import InvalidEvent
 from brokers.event import Event
+from gateway import cli_errors
+from gateway.cli_errors import USAGE, CLIError
 
 DEFAULT_EVENT: Final[dict[str, Any]] = {
     "specversion": "1.0",
@@ -34,10 +36,6 @@ DEFAULT_EVENT: Final[dict[str, Any]] = {
     "type": "dev.cemesh.cli.example",
 }
 """The event used without --event: the required attributes only, so anything else is missing."""
-
-
-class _Unusable(Exception):
-    """The command cannot evaluate anything; the message is the one line the user sees."""
 
 
 def add_commands(subparsers: Any) -> None:
@@ -65,17 +63,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         expression = parse(args.expression)
     except CesqlParseError as exc:
-        print(f"cemesh cesql: parse error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        event = _load_event(args.event)
-    except _Unusable as exc:
-        print(f"cemesh cesql: {exc}", file=sys.stderr)
-        return 2
+        raise _unusable(f"parse error: {exc}") from None
+    event = _load_event(args.event)
     result = expression.evaluate(event.attributes)
     errors = [{"kind": error.kind, "message": error.message} for error in result.errors]
     print(json.dumps({"result": result.value, "errors": errors}))
     return 0
+
+
+def _unusable(message: str) -> CLIError:
+    """The command cannot evaluate anything: one line, `cemesh cesql: ...`, exit 2."""
+    return CLIError(message, USAGE, command="cesql")
 
 
 def _load_event(path: str | None) -> Event:
@@ -84,23 +82,22 @@ def _load_event(path: str | None) -> Event:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _Unusable(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise _unusable(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         obj = json.loads(text)
     except ValueError as exc:
-        raise _Unusable(f"{path} is not JSON: {exc}") from None
+        raise _unusable(f"{path} is not JSON: {exc}") from None
     try:
         return from_json_object(obj)
     except InvalidEvent as exc:
-        raise _Unusable(f"{path} is not a valid CloudEvent: {exc}") from None
+        raise _unusable(f"{path} is not a valid CloudEvent: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cemesh")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["cesql", *(sys.argv[1:] if argv is None else argv)])
-    status: int = args.run(args)
-    return status
+    return cli_errors.run(lambda: run(args))
 
 
 if __name__ == "__main__":

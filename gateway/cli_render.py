@@ -52,7 +52,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from gateway.cli import settings_from
+    from gateway.cli_settings import settings_from
     from gateway.mesh import load_mesh
     from gateway.render import DEFAULT_IMAGE, RenderOptions, render, write
 

@@ -26,13 +26,13 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from brokers.errors import BrokerError
-    from gateway.cli import CliError, settings_from
+    from gateway.cli_errors import CLIError
+    from gateway.cli_settings import settings_from
     from gateway.mesh import load_mesh, make_broker
 
     settings = settings_from(args)
     if not settings.broker_url.startswith(("amqp://", "amqps://")):
-        raise CliError("topology prune needs a RabbitMQ broker (--broker amqp://...)")
+        raise CLIError("topology prune needs a RabbitMQ broker (--broker amqp://...)")
     loaded = load_mesh(settings)
     broker: Any = make_broker(settings.broker_url, settings.broker_prefix)
 
@@ -50,7 +50,4 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"deleted {deleted}")
         return 0
 
-    try:
-        return asyncio.run(run())
-    except BrokerError as exc:
-        raise CliError(str(exc)) from None
+    return asyncio.run(run())  # a BrokerError ends as one line, exit 2 (cli_errors)
