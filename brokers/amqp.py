@@ -490,6 +490,26 @@ def stale_bindings(state: RegistryState, plan: QueuePlan) -> list[Binding]:
     return [b for b in record.bindings if b != plan.binding]
 
 
+def orphaned_queues(state: RegistryState, topology: Topology) -> list[QueueRecord]:
+    """Queues the registry knows with bindings whose trigger the config no longer has: they
+    are unbound (so they stop filling) and kept, with their dead letters, until pruned."""
+    wanted = {plan.name for plan in topology.queues.values()}
+    return [r for name, r in sorted(state.queues.items()) if name not in wanted and r.bindings]
+
+
+def unbound_queue_record(record: QueueRecord) -> bytes:
+    """The registry record of a kept queue that has no bindings any more."""
+    return _dump(
+        {
+            "kind": "queue",
+            "name": record.name,
+            "trigger": record.trigger,
+            "dlq": record.dead_letter_queue,
+            "bindings": [],
+        }
+    )
+
+
 def prune_candidates(state: RegistryState, topology: Topology) -> list[str]:
     """Queues (and their dead-letter queues) of triggers, and exchanges of brokers, that the
     registry knows under this prefix but the config no longer has."""

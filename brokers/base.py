@@ -64,6 +64,11 @@ class Broker(Protocol):
     async def open(self, config: MeshConfig) -> None:
         """Connect and reconcile the topology (exchanges, queues) with the config."""
 
+    async def reconcile(self, config: MeshConfig) -> None:
+        """Bring the opened topology to `config` while running: new brokers and triggers are
+        declared and bound (new bindings first, then stale ones removed); a removed trigger's
+        queue is unbound, so it stops filling, and kept with its dead letters until pruned."""
+
     async def close(self) -> None: ...
 
     @property
@@ -82,6 +87,10 @@ class Broker(Protocol):
 
     async def stop_consuming(self) -> None:
         """Stop taking new messages; in-flight handlers are left to finish."""
+
+    async def retire(self, trigger: str, grace: float) -> None:
+        """Stop consuming trigger `namespace/name` once what its queue holds was handled (or
+        after `grace` seconds; what is left stays queued, never dropped)."""
 
     async def dead_letters(self, trigger: str, limit: int = 100) -> list[DeadLetter]:
         """Parked events of trigger `namespace/name`, oldest first."""

@@ -246,35 +246,93 @@ class Stats:
 
 
 class Dispatcher:
-    """Consumes every trigger's queue and delivers with Knative semantics."""
+    """Consumes every trigger's queue and delivers with Knative semantics.
 
-    def __init__(self, config: MeshConfig, broker: Broker, transport: Transport) -> None:
+    Triggers are looked up by key for every message, so a changed filter, subscriber or
+    delivery spec applies to the next delivery; `reconcile` starts consuming new triggers and
+    retires removed ones in the background (what their queues hold is delivered first, within
+    `retire_grace`; what is left stays queued).
+    """
+
+    def __init__(
+        self,
+        config: MeshConfig,
+        broker: Broker,
+        transport: Transport,
+        ledger: Ledger | None = None,
+        *,
+        retire_grace: float = 10.0,
+    ) -> None:
         self.config = config
         self.broker = broker
         self.transport = transport
+        self.ledger = ledger
+        self.retire_grace = retire_grace
         self.stats = Stats()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._specs: dict[str, TriggerSpec] = {}
+        self._retiring: dict[str, asyncio.Task[None]] = {}
         self.listeners: list[Any] = []
         self.reply_hooks: list[Callable[[TriggerSpec, Event, Event], Event]] = []
-        self.ledger: Ledger | None = None  # state hook (issue 5), set by the mesh
 
     async def start(self) -> None:
-        for trigger in self.config.triggers:
-            await self.broker.consume(trigger, partial(self._tracked, trigger))
+        """Start = reconcile from no trigger at all."""
+        await self.reconcile(self.config)
+
+    async def reconcile(self, config: MeshConfig) -> None:
+        """Consume what `config` adds, retire what it removes, update what it changes."""
+        wanted = {t.key: t for t in config.triggers}
+        running = {key for key in self._specs if key not in self._retiring}
+        for key in running - wanted.keys():
+            self._retiring[key] = asyncio.create_task(self._retire(key), name=f"retire {key}")
+        for key, spec in wanted.items():
+            old = self._specs.get(key)
+            self._specs[key] = spec
+            if key in self._retiring:  # back before its retirement finished: start over
+                await self._cancel_retirement(key)
+                old = None
+            if old is None:
+                await self.broker.consume(spec, partial(self._tracked, key))
+            elif old.parallelism != spec.parallelism:
+                await self.broker.retire(key, 0)
+                await self.broker.consume(spec, partial(self._tracked, key))
+        self.config = config
+
+    async def _retire(self, key: str) -> None:
+        try:
+            await self.broker.retire(key, self.retire_grace)
+        finally:
+            if self._retiring.get(key) is asyncio.current_task():
+                del self._retiring[key]
+                self._specs.pop(key, None)
+
+    async def _cancel_retirement(self, key: str) -> None:
+        task = self._retiring.pop(key)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self.broker.retire(key, 0)
 
     async def stop(self, grace: float) -> None:
         """Stop taking messages; let in-flight deliveries finish within `grace` seconds."""
+        for task in list(self._retiring.values()):
+            task.cancel()
+        await asyncio.gather(*self._retiring.values(), return_exceptions=True)
+        self._retiring.clear()
         await self.broker.stop_consuming()
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
                 task.cancel()
 
-    async def _tracked(self, trigger: TriggerSpec, message: Message) -> None:
+    async def _tracked(self, key: str, message: Message) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
+            trigger = self._specs.get(key)
+            if trigger is None:  # retired meanwhile: give it back, it stays queued
+                await message.release()
+                return
             await self.handle(trigger, message)
         finally:
             if task is not None:
@@ -285,14 +343,12 @@ class Dispatcher:
         if not message.matched and not trigger.filter.matches(event):
             await message.ack()
             return
-        # --- state hook (issue 5): replay targeting and delivery dedup, see brokers/state
-        if self.ledger is not None:
+        if self.ledger is not None:  # replay targeting and delivery dedup (brokers/state)
             checked = await self.ledger.before_delivery(trigger, message)
             if checked is None:
                 await message.ack()
                 return
             event = checked
-        # --- end state hook
         delivery = trigger.delivery
         if message.attempt > delivery.retry and "knativeerrordest" in event.attributes:
             await self._dead_letter(trigger, message, event)
@@ -347,7 +403,7 @@ class Dispatcher:
                     return
                 self.stats.replies += 1
                 await route_reply(self.broker, reply, trigger.broker_key)
-        if self.ledger is not None:  # state hook (issue 5): mark before the ack
+        if self.ledger is not None:  # mark before the ack: a lost ack is covered
             await self.ledger.delivered(trigger, message.event)
         self.stats.delivered += 1
         self.stats.count(trigger.key, "delivered")

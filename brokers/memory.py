@@ -99,8 +99,8 @@ class MemoryBroker:
     def __init__(self) -> None:
         self._indexes: dict[str, TriggerIndex] = {}
         self._queues: dict[str, TriggerQueue] = {}
-        self._consumers: list[asyncio.Task[None]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[str, set[asyncio.Task[None]]] = defaultdict(set)
         self._timers: set[asyncio.TimerHandle] = set()
         self._dead: dict[str, dict[str, Event]] = defaultdict(dict)
         self._ids = itertools.count(1)
@@ -108,10 +108,15 @@ class MemoryBroker:
         self._reply_handlers: dict[str, ReplyHandler] = {}
 
     async def open(self, config: MeshConfig) -> None:
-        self._indexes = {key: TriggerIndex(config.triggers_of(key)) for key in config.brokers}
+        await self.reconcile(config)
+        self._open = True
+
+    async def reconcile(self, config: MeshConfig) -> None:
+        # Queues are kept when their trigger goes (as RabbitMQ keeps them until pruned); a
+        # new index is swapped in whole, so a publish routes by one config or the other.
         for trigger in config.triggers:
             self._queues.setdefault(trigger.key, TriggerQueue())
-        self._open = True
+        self._indexes = {key: TriggerIndex(config.triggers_of(key)) for key in config.brokers}
 
     async def close(self) -> None:
         self._open = False
@@ -138,10 +143,14 @@ class MemoryBroker:
         queue = self._queues.get(trigger.key)
         if queue is None:
             raise UnknownBroker(f"trigger {trigger.key} is not part of the opened config")
-        task = asyncio.create_task(self._consume(queue, handler, trigger.parallelism))
-        self._consumers.append(task)
+        if trigger.key in self._consumers:
+            raise BrokerError(f"trigger {trigger.key} is already consumed")
+        task = asyncio.create_task(self._consume(trigger.key, queue, handler, trigger.parallelism))
+        self._consumers[trigger.key] = task
 
-    async def _consume(self, queue: TriggerQueue, handler: Handler, parallelism: int) -> None:
+    async def _consume(
+        self, key: str, queue: TriggerQueue, handler: Handler, parallelism: int
+    ) -> None:
         slots = asyncio.Semaphore(parallelism)
         while True:
             await slots.acquire()
@@ -153,8 +162,9 @@ class MemoryBroker:
             # Handlers run in their own tasks so stopping the consumer never cancels one in
             # flight; with parallelism 1 the next message waits for the slot (strict FIFO).
             task = asyncio.create_task(self._run(handler, message))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            inflight = self._inflight[key]
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
             task.add_done_callback(lambda _: slots.release())
 
     async def _run(self, handler: Handler, message: MemoryMessage) -> None:
@@ -168,10 +178,24 @@ class MemoryBroker:
             await message.release()
 
     async def stop_consuming(self) -> None:
-        for task in self._consumers:
-            task.cancel()
-        await asyncio.gather(*self._consumers, return_exceptions=True)
+        consumers = list(self._consumers.values())
         self._consumers.clear()
+        for task in consumers:
+            task.cancel()
+        await asyncio.gather(*consumers, return_exceptions=True)
+
+    async def retire(self, trigger: str, grace: float) -> None:
+        queue = self._queues.get(trigger)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while (queue and len(queue)) or self._inflight.get(trigger):
+            if loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        task = self._consumers.pop(trigger, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _schedule(self, message: MemoryMessage, delay: float) -> None:
         queue = self._queues[message.trigger]

@@ -54,6 +54,7 @@ from brokers.amqp import (
     from_amqp,
     masked_url,
     new_message_id,
+    orphaned_queues,
     parked_at,
     plan_topology,
     prune_candidates,
@@ -62,6 +63,7 @@ from brokers.amqp import (
     sync_nonce,
     sync_record,
     to_amqp,
+    unbound_queue_record,
     with_heartbeat,
 )
 from brokers.base import DeadLetter, Handler, ReplyHandler
@@ -398,13 +400,27 @@ class RabbitBroker:
     async def open(self, config: MeshConfig) -> None:
         topology = plan_topology(config, self.names)
         if self._open and self._connection is not None:
-            self._topology = topology
-            await self._reconcile(self._connection, full=True)
+            await self.reconcile(config)
             return
         self._topology = topology
         await self._connect(full=True)
         self._open = True
         self._supervisor = asyncio.create_task(self._supervise(), name="rabbitmq supervisor")
+
+    async def reconcile(self, config: MeshConfig) -> None:
+        """Declare and bind what `config` adds, unbind what it removes (see `_reconcile`)."""
+        if not self._open or self._connection is None:
+            raise BrokerUnavailable("the broker is not open", retry_after=1.0)
+        topology = plan_topology(config, self.names)
+        previous, self._topology = self._topology, topology
+        try:
+            with _drops_as_errors():
+                await self._reconcile(self._connection, full=True)
+        except BaseException:
+            self._topology = previous
+            raise
+        for consumer in self._consumers:  # a changed filter may change what the binding did
+            consumer.plan = topology.queues.get(consumer.plan.trigger, consumer.plan)
 
     async def close(self) -> None:
         self._open = False
@@ -546,6 +562,17 @@ class RabbitBroker:
                 known = state.queues.get(plan.name)
                 if known is None or known.bindings != (binding,):
                     records.append(queue_record(plan))
+            if full:
+                for orphan in orphaned_queues(state, topology):
+                    for stale in orphan.bindings:
+                        await admin.unbind(orphan.name, stale.exchange, _table(stale.arguments))
+                    records.append(unbound_queue_record(orphan))
+                    log.info(
+                        "unbound %s: trigger %s is gone (the queue is kept until "
+                        "`cemesh topology prune`)",
+                        orphan.name,
+                        orphan.trigger,
+                    )
             await admin.append_registry(records)
 
     async def plan_prune(self, config: MeshConfig | None = None) -> list[str]:
@@ -732,20 +759,40 @@ class RabbitBroker:
         if not self._open:
             raise BrokerUnavailable("the broker is closed")
         plan = self._plan(trigger.key)
+        if any(c.plan.trigger == trigger.key for c in self._consumers):
+            raise BrokerError(f"trigger {trigger.key} is already consumed")
         consumer = _Consumer(self, plan, handler)
         consumer.start()
         self._consumers.append(consumer)
+
+    async def retire(self, trigger: str, grace: float) -> None:
+        consumer = next((c for c in self._consumers if c.plan.trigger == trigger), None)
+        if consumer is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline:
+            if not consumer.inflight and await self._ready_count(consumer.queue) == 0:
+                break
+            await asyncio.sleep(0.1)
+        self._consumers.remove(consumer)
+        await consumer.stop()
+        self._retired.append(consumer)
+
+    async def _ready_count(self, queue: str) -> int | None:
+        """Messages ready in `queue`, or None when that cannot be asked right now."""
+        try:
+            async with _Admin(self) as admin:
+                raw = await admin.channel()
+                declared = await raw.queue_declare(queue, passive=True)
+        except BrokerError:
+            return None
+        return int(declared.message_count or 0)
 
     async def stop_consuming(self) -> None:
         consumers, self._consumers = self._consumers, []
         await asyncio.gather(*(c.stop() for c in consumers))
         self._retired.extend(consumers)
-
-    async def drain(self, timeout: float) -> None:
-        """Wait up to `timeout` for in-flight handlers (graceful shutdown)."""
-        tasks = {t for c in (*self._consumers, *self._retired) for t in c.inflight}
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
 
     async def wait_subscribed(self, timeout: float) -> None:
         """Wait until every consumer is subscribed (tests, readiness after start)."""

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokers.base import Broker
+from brokers.state import State
 from gateway.admin import admin_router
 from gateway.auth import load_tokens
 from gateway.direct import functions_router
@@ -58,7 +59,7 @@ INGRESS_DOC = {
 }
 
 
-def state_of(mesh: Mesh | None) -> Any:
+def state_of(mesh: Mesh | None) -> State | None:
     return mesh.state if mesh is not None else None
 
 
@@ -72,7 +73,7 @@ def create_app(
     settings: Settings,
     *,
     broker: Broker | None = None,
-    state: Any = None,
+    state: State | None = None,
     loaded: LoadedConfig | None = None,
     mesh: Mesh | None = None,
 ) -> FastAPI:
@@ -87,7 +88,7 @@ def create_app(
             holder["mesh"] = app.state.mesh = mesh
             yield
             return
-        built = Mesh.build(settings, loaded, broker, state=state)  # state hook (issue 5)
+        built = Mesh.build(settings, loaded, broker, state=state)
         holder["mesh"] = app.state.mesh = built
         await built.start()
         try:
@@ -134,7 +135,7 @@ def create_app(
         return holder["mesh"]
 
     app.include_router(functions_router(get_mesh))
-    app.include_router(admin_router(get_mesh))  # state hook (issue 5): /admin/... API
+    app.include_router(admin_router(get_mesh))
     ingress = Ingress(get_mesh)
     app.state.ingress = ingress
     app.include_router(webhooks_router(get_mesh, ingress))

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brokers.delivery import Destination
 from brokers.dispatch import Response
 from brokers.errors import ConfigError, SubscriberUnreachable
 from brokers.triggers import FunctionSubscriptions
@@ -123,13 +122,16 @@ class FunctionHost:
     """Hosts the Python functions of a mesh and calls them like Knative would."""
 
     def __init__(
-        self, projects: Sequence[FunctionProject], extra_env: Mapping[str, str] | None = None
+        self,
+        projects: Sequence[FunctionProject],
+        extra_env: Mapping[str, str] | None = None,
+        env_for: Callable[[FunctionProject], Mapping[str, str]] | None = None,
     ):
+        """`extra_env` is given to every function, `env_for(project)` to one (its state)."""
         self.projects = {p.name: p for p in projects}
         self.extra_env = dict(extra_env or {})
         self.hosted: dict[str, HostedFunction] = {}
-        # state hook (issue 5): per-function env (REDIS_URL, CEMESH_STATE_PREFIX), set by Mesh
-        self.env_for: Callable[[FunctionProject], Mapping[str, str]] | None = None
+        self.env_for = env_for
 
     async def start(self) -> None:
         for project in self.projects.values():
@@ -149,7 +151,7 @@ class FunctionHost:
                 **self.extra_env,
                 "CEMESH_FUNCTION": project.name,
             }
-            if self.env_for is not None:  # state hook (issue 5)
+            if self.env_for is not None:
                 env.update(self.env_for(project))
             if hasattr(instance, "start"):
                 try:
@@ -242,7 +244,3 @@ async def asgi_request(
 
     await app(scope, receive, send)
     return Response(status, out_headers, b"".join(chunks))
-
-
-def destination_for(name: str) -> Destination:
-    return Destination(function=name)

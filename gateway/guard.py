@@ -15,9 +15,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import parse_qs
 
+from brokers.state import State
 from gateway.auth import Token, TokenStore
 from gateway.ingress import Receive, Scope, Send, send_problem
 from gateway.problems import HTTPProblem
@@ -41,6 +42,9 @@ OPEN_PATHS: Final = frozenset(
 )
 ADMIN_PREFIXES: Final = ("/admin/", "/events/")
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from gateway.mesh import Mesh
 
 
 class RateLimiter(Protocol):
@@ -76,7 +80,7 @@ class StateRateLimiter:
     (with a warning): a limiter must not refuse traffic because it cannot count.
     """
 
-    def __init__(self, get_state: Callable[[], Any]) -> None:
+    def __init__(self, get_state: Callable[[], State | None]) -> None:
         self._get_state = get_state
         self._local = MemoryRateLimiter()
         self._warned = 0.0
@@ -233,7 +237,7 @@ class Guard:
             )
 
 
-def function_namespace_lookup(get_mesh: Callable[[], Any]) -> Callable[[str], str | None]:
+def function_namespace_lookup(get_mesh: Callable[[], Mesh | None]) -> Callable[[str], str | None]:
     def lookup(name: str) -> str | None:
         mesh = get_mesh()
         project = next((p for p in mesh.loaded.functions if p.name == name), None) if mesh else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from brokers.codec import BATCH, from_http, headers_from_asgi, media_type, to_binary
@@ -21,6 +21,10 @@ from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
 from brokers.state import duplicate_headers
 from gateway.problems import HTTPProblem, asgi_headers, body_of, from_exception
+from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.mesh import Mesh
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -85,15 +89,15 @@ def parse_request(headers: dict[str, str], body: bytes) -> list[Event]:
 
 
 class Ingress:
-    """ASGI endpoint; `mesh` provides `.config.brokers`, `.broker` and `.settings`."""
+    """The ASGI endpoint of every broker's ingress path."""
 
-    def __init__(self, mesh_ref: Callable[[], Any]) -> None:
+    def __init__(self, mesh_ref: Callable[[], Mesh]) -> None:
         self._mesh = mesh_ref
         self.accepted_listeners: list[Callable[[str, list[Event]], None]] = []
         self.before_publish: list[Callable[[dict[str, str], list[Event]], list[Event]]] = []
 
     async def read_events(
-        self, mesh: Any, scope: Scope, receive: Receive
+        self, mesh: Mesh, scope: Scope, receive: Receive
     ) -> tuple[str, list[Event]]:
         """Broker key and stamped events of a request (raises HTTPProblem / BrokerError)."""
         params = scope.get("path_params") or {}
@@ -109,23 +113,24 @@ class Ingress:
             events = hook(headers, events)
         return key, events
 
-    async def publish(self, mesh: Any, key: str, events: list[Event]) -> list[tuple[bytes, bytes]]:
-        # --- state hook (issue 5): dedup, publish what is new, event log; see brokers/state
-        admission = await mesh.ledger.publish(mesh.broker, key, events)
-        events = admission.published
-        # --- end state hook
-        for listener in self.accepted_listeners:
-            listener(key, events)
-        for event in events:
+    async def publish(self, mesh: Mesh, key: str, events: list[Event]) -> list[tuple[bytes, bytes]]:
+        """Dedup, publish what is new and log it (brokers/state); the duplicate headers."""
+
+        def confirmed(published: list[Event]) -> None:
+            for listener in self.accepted_listeners:
+                listener(key, published)
+
+        admission = await mesh.ledger.publish(mesh.broker, key, events, confirmed)
+        for event in admission.published:
             if "replyid" in event.attributes:
                 await route_reply(mesh.broker, event, key)
-        return duplicate_headers(admission)  # state hook (issue 5)
+        return duplicate_headers(admission)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mesh = self._mesh()
         try:
             key, events = await self.read_events(mesh, scope, receive)
-            extra = await self.publish(mesh, key, events)  # state hook (issue 5): extra headers
+            extra = await self.publish(mesh, key, events)
         except (HTTPProblem, BrokerError) as exc:
             await send_problem(send, from_exception(exc), scope.get("path"))
             return
@@ -143,7 +148,7 @@ class RequestReply:
     """`POST /{namespace}/{broker}/request`: publish with a `correlationid`, answer with the
     first event whose `replyid` matches (200, binary mode) or 504 at the timeout."""
 
-    def __init__(self, ingress: Ingress, mesh_ref: Callable[[], Any]) -> None:
+    def __init__(self, ingress: Ingress, mesh_ref: Callable[[], Mesh]) -> None:
         self._ingress = ingress
         self._mesh = mesh_ref
 
@@ -187,7 +192,7 @@ async def send_event(send: Send, status: int, event: Event) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _timeout(scope: Scope, settings: Any) -> float:
+def _timeout(scope: Scope, settings: Settings) -> float:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     raw = (query.get("timeout") or [None])[0]
     if raw is None:

@@ -1,40 +1,32 @@
-"""A mesh: configuration, broker, functions and dispatcher, assembled from Settings.
+"""The composition root: a mesh's parts, each built once and handed to what needs it.
 
-`load_mesh` does everything that can fail on bad configuration before any socket is opened, so
-`cemesh up` can report one line and exit 2; `Mesh.start`/`stop` handle the resources.
+`Mesh.build` constructs everything from Settings and a loaded configuration (`gateway.loading`)
+and patches nothing afterwards; `start`/`stop` handle the resources, in dependency order. What
+changes while the mesh runs (Brokers, Triggers, subscriptions) goes through `reconciler`, the
+same path start-up takes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from brokers.base import Broker
 from brokers.dispatch import Dispatcher
 from brokers.memory import MemoryBroker
-from brokers.state import Ledger, State, check_state, function_env, make_ledger
-from brokers.triggers import MeshConfig, load_config
-from gateway.functions import FunctionHost, FunctionProject, discover
+from brokers.state import Ledger, State, function_env, make_ledger
+from brokers.triggers import MeshConfig
+from gateway.functions import FunctionHost, FunctionProject
+from gateway.loading import LoadedConfig, load_mesh
+from gateway.node_host import ProcessHost
+from gateway.reconciler import Reconciler
 from gateway.replies import ReplyHub
 from gateway.settings import Settings
 from gateway.transport import MeshTransport
 
+__all__ = ["LoadedConfig", "Mesh", "load_mesh", "make_broker"]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedConfig:
-    config: MeshConfig
-    functions: list[FunctionProject]
-
-
-def load_mesh(settings: Settings) -> LoadedConfig:
-    """Read func.yaml files and config/; raises ConfigError naming the file and object."""
-    projects = discover(settings.functions, settings.namespace)
-    config = load_config(settings.config, [p.subscriptions() for p in projects], settings.namespace)
-    check_state(settings.state_url, config)  # state hook (issue 5): bad --state or annotation
-    return LoadedConfig(config, projects)
 
 
 def make_broker(url: str, prefix: str = "cemesh") -> Broker:
@@ -54,14 +46,18 @@ class Mesh:
     loaded: LoadedConfig
     broker: Broker
     functions: FunctionHost
+    processes: ProcessHost
     transport: MeshTransport
+    ledger: Ledger
     dispatcher: Dispatcher
     replies: ReplyHub
-    ledger: Ledger  # state hook (issue 5): dedup, event log, delivery marks
-    extras: dict[str, Any] = field(default_factory=dict)
+    reconciler: Reconciler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reconciler = Reconciler(self)
 
     @property
-    def state(self) -> State:  # state hook (issue 5)
+    def state(self) -> State:
         return self.ledger.state
 
     @property
@@ -78,43 +74,38 @@ class Mesh:
     ) -> Mesh:
         loaded = loaded or load_mesh(settings)
         broker = broker or make_broker(settings.broker_url, settings.broker_prefix)
-        functions = FunctionHost(loaded.functions, {"CEMESH_STATE_URL": settings.state_url})
-        # --- state hook (issue 5): functions get REDIS_URL and their own CEMESH_STATE_PREFIX
-        functions.env_for = lambda p: function_env(settings.state_url, p.namespace, p.name)
-        # --- end state hook
+
+        def env_for(project: FunctionProject) -> Mapping[str, str]:
+            """A function's state: REDIS_URL and its own CEMESH_STATE_PREFIX."""
+            return function_env(settings.state_url, project.namespace, project.name)
+
+        shared_env = {"CEMESH_STATE_URL": settings.state_url}
+        functions = FunctionHost(loaded.functions, shared_env, env_for)
+        processes = ProcessHost(loaded.functions, loaded.config.triggers, shared_env, env_for)
         transport = MeshTransport(functions)
-        dispatcher = Dispatcher(loaded.config, broker, transport)
+        ledger = make_ledger(settings.state_url, loaded.config, state)
+        dispatcher = Dispatcher(
+            loaded.config, broker, transport, ledger, retire_grace=settings.shutdown_grace
+        )
         replies = ReplyHub(settings.replica)
-        ledger = make_ledger(settings.state_url, loaded.config, state)  # state hook (issue 5)
-        dispatcher.ledger = ledger  # state hook (issue 5)
-        return cls(settings, loaded, broker, functions, transport, dispatcher, replies, ledger)
+        return cls(
+            settings, loaded, broker, functions, processes, transport, ledger, dispatcher, replies
+        )
 
     async def start(self) -> None:
-        await self.ledger.state.open()  # state hook (issue 5): never raises, Redis may be down
+        await self.ledger.state.open()  # never raises: Redis may be down, it is retried
         await self.functions.start()
-        # --- process hook (issue 8): non-Python functions run as subprocesses, routed by URL
-        from gateway.node_host import ProcessHost
-
-        processes = ProcessHost(
-            self.loaded.functions,
-            self.config.triggers,
-            self.functions.extra_env,
-            self.functions.env_for,
-        )
-        self.extras["processes"] = processes
-        await processes.start(self.transport.remote_functions)
-        # --- end process hook
+        # non-Python functions run as subprocesses, reached by URL
+        await self.processes.start(self.transport.remote_functions)
         await self.transport.open()
         await self.broker.open(self.config)
         await self.broker.listen_replies(self.replies.replica, self.replies.deliver)
-        await self.dispatcher.start()
+        await self.dispatcher.start()  # a reconcile from no trigger
 
     async def stop(self) -> None:
         await self.dispatcher.stop(self.settings.shutdown_grace)
         await self.broker.close()
         await self.transport.close()
         await self.functions.stop()
-        processes = self.extras.pop("processes", None)  # process hook (issue 8)
-        if processes is not None:
-            await processes.stop()
-        await self.ledger.state.close()  # state hook (issue 5)
+        await self.processes.stop()
+        await self.ledger.state.close()

@@ -12,9 +12,7 @@ Where the numbers come from, chosen to keep the ingress hot path cheap:
 - delivery attempts and the latency from arrival to the end of each attempt: the dispatcher's
   `listeners`; the time of the HTTP request alone: `TimedTransport` around the transport;
 - retries, dead letters, replies and TTL drops: read from the dispatcher's `Stats` when
-  scraped, so they cost nothing per event;
-- queue depth: when scraped, from the broker's `queue_depths()` if it has one, or from a
-  callback set on `Metrics.queue_depths`.
+  scraped, so they cost nothing per event.
 
 The per-event families are plain numbers (`Counts`, `Timings`) turned into metric families at
 scrape time: prometheus-client's own Counter takes a lock per `inc`, which on the ingress path
@@ -28,10 +26,10 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import accumulate
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import (
@@ -47,9 +45,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from brokers.errors import DeliveryTimeout
 from brokers.delivery import Destination
 from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, Response, Transport, dest_uri
+from brokers.errors import DeliveryTimeout
 from brokers.event import Event
 from brokers.triggers import TriggerSpec
 
@@ -61,17 +59,6 @@ INGRESS_BUCKETS: Final = (
 DELIVERY_BUCKETS: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
-
-
-@runtime_checkable
-class QueueDepths(Protocol):
-    """What a broker may offer for `cemesh_queue_depth`: messages waiting, by trigger key.
-
-    Called when Prometheus scrapes, synchronously: a broker that must ask a server (RabbitMQ)
-    returns the figures it last fetched.
-    """
-
-    def queue_depths(self) -> Mapping[str, int]: ...
 
 
 def delivery_code(outcome: Outcome) -> str:
@@ -165,7 +152,6 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.mesh: Any = None  # set by attach(); read when scraped
-        self.queue_depths: Callable[[], Mapping[str, int]] | None = None
         self.ingress_requests = Counts(
             "cemesh_ingress_requests",
             "Broker ingress requests, by broker and HTTP status",
@@ -266,7 +252,7 @@ class Metrics:
 
 
 class _MeshCollector(Collector):
-    """Counts the dispatcher already keeps, and queue depths, read at scrape time."""
+    """Counts the dispatcher already keeps, read at scrape time."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -314,21 +300,14 @@ class _MeshCollector(Collector):
             "Replies dropped because knativebrokerttl was exhausted",
             value=stats.ttl_dropped,
         )
-        depths = self._depths(mesh)
-        if depths is not None:
-            gauge = GaugeMetricFamily(
-                "cemesh_queue_depth", "Messages waiting in a trigger's queue", labels=["trigger"]
-            )
-            for key, depth in sorted(depths.items()):
-                gauge.add_metric([key], depth)
-            yield gauge
-
-    def _depths(self, mesh: Any) -> Mapping[str, int] | None:
-        if self.metrics.queue_depths is not None:
-            return self.metrics.queue_depths()
-        if isinstance(mesh.broker, QueueDepths):
-            return mesh.broker.queue_depths()
-        return None
+        reloads = CounterMetricFamily(
+            "cemesh_config_reloads",
+            "Configuration changes while running: applied, or refused (the previous one serves)",
+            labels=["result"],
+        )
+        for result, count in sorted(mesh.reconciler.counts.items()):
+            reloads.add_metric([result], count)
+        yield reloads
 
 
 class TimedTransport:

@@ -21,17 +21,21 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from brokers.dispatch import Transport
 from brokers.event import Event
 from brokers.triggers import TriggerSpec
+from gateway.ingress import Ingress
 from gateway.live import QUEUE_SIZE, EventStream, LiveHub, ui_page
+from gateway.loading import LoadedConfig
 from gateway.metrics import CONTENT_TYPE, UNKNOWN, Metrics, TimedTransport
 from gateway.problems import PROBLEM_JSON, HTTPProblem
+from gateway.settings import Settings
 from gateway.tracing import (
     RequestTrace,
     TracedTransport,
@@ -40,6 +44,9 @@ from gateway.tracing import (
     otel_spans,
     stamp_reply,
 )
+
+if TYPE_CHECKING:
+    from gateway.mesh import Mesh
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,44 +65,47 @@ class ObservabilityConfig:
     live_payload_bytes: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ObservabilityConfig:
-        defaults = cls()
+    def from_settings(cls, settings: Settings) -> ObservabilityConfig:
         return cls(
-            trace_start=bool(getattr(settings, "trace_start", defaults.trace_start)),
-            otel_endpoint=getattr(settings, "otel_endpoint", None) or None,
-            live_queue=int(getattr(settings, "live_queue", defaults.live_queue)),
-            live_payload_bytes=int(getattr(settings, "live_payload_bytes", 0)),
+            trace_start=settings.trace_start,
+            otel_endpoint=settings.otel_endpoint or None,
+            live_payload_bytes=settings.live_payload_bytes,
         )
 
 
 class Observability:
-    def __init__(self, config: ObservabilityConfig, ingress: Any, tracing: Tracing) -> None:
+    def __init__(self, config: ObservabilityConfig, ingress: Ingress, tracing: Tracing) -> None:
         self.config = config
         self.ingress = ingress
         self.tracing = tracing
         self.metrics = Metrics()
         self.live = LiveHub(queue_size=config.live_queue, payload_limit=config.live_payload_bytes)
         self.metrics.live = self.live
-        self.mesh: Any = None
+        self.mesh: Mesh | None = None
         self.brokers: frozenset[str] = frozenset()  # label values allowed (bounded cardinality)
         self.functions: frozenset[str] = frozenset()
 
-    def attach(self, mesh: Any) -> None:
+    def attach(self, mesh: Mesh) -> None:
         """Hook into a built mesh (before or after it starts)."""
         self.mesh = mesh
         self.metrics.mesh = mesh
-        self.live.attach(mesh.config)
-        self.brokers = frozenset(mesh.config.brokers)
-        self.functions = frozenset(p.name for p in mesh.loaded.functions)
+        self.configured(mesh.loaded)
+        mesh.reconciler.observers.append(self.configured)
         mesh.dispatcher.listeners.extend([self.metrics.on_delivery, self.live.on_delivery])
         reply_hooks = getattr(mesh.dispatcher, "reply_hooks", None)
         if reply_hooks is not None:
             reply_hooks.append(self.reply_hook)
             self.live.sees_replies = True
-        transport: Any = TimedTransport(mesh.dispatcher.transport, self.metrics)
+        transport: Transport = TimedTransport(mesh.dispatcher.transport, self.metrics)
         if self.tracing.spans is not None:
             transport = TracedTransport(transport, self.tracing.spans)
         mesh.dispatcher.transport = transport
+
+    def configured(self, loaded: LoadedConfig) -> None:
+        """Follow the mesh's configuration (at attach, and after every applied reload)."""
+        self.live.attach(loaded.config)
+        self.brokers = frozenset(loaded.config.brokers)
+        self.functions = frozenset(p.name for p in loaded.functions)
 
     def reply_hook(self, trigger: TriggerSpec, request: Event, reply: Event) -> Event:
         """Dispatcher reply hook: the reply continues the request's trace, and the live view
@@ -198,7 +208,7 @@ def _follow_lifespan(app: FastAPI, obs: Observability) -> None:
 
 
 def install_observability(
-    app: FastAPI, ingress: Any, settings: Any, *, tracing: Tracing | None = None
+    app: FastAPI, ingress: Ingress, settings: Settings, *, tracing: Tracing | None = None
 ) -> Observability:
     """Add `/metrics`, `/events/stream`, `/ui` and the HTTP observer to `app`.
 

@@ -1,5 +1,8 @@
 """Running the gateway: uvicorn in this process, and the start-up summary `cemesh up` prints.
 
+While serving, file changes under `--config` and in functions' func.yaml, and SIGHUP, are
+applied live (gateway/watch.py, gateway/reconciler.py).
+
 Shutdown order on SIGINT/SIGTERM (uvicorn's own handling): stop accepting connections, finish
 in-flight requests, then the app's lifespan stops the dispatcher, which gives in-flight
 deliveries `shutdown_grace` seconds.
@@ -7,6 +10,7 @@ deliveries `shutdown_grace` seconds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +21,7 @@ from gateway.app import create_app
 from gateway.live import LiveAwareServer
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.settings import Settings
+from gateway.watch import ConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +70,14 @@ async def serve(
         await _stop_quietly(mesh)
         raise
     announce()
+    watcher = ConfigWatcher(mesh.reconciler, settings.config, settings.functions)
+    watcher.install_sighup()
+    watching = asyncio.create_task(watcher.run(), name="config watcher")
     try:
         await _serve(settings, create_app(settings, mesh=mesh))
     finally:
+        watcher.stop()
+        await asyncio.gather(watching, return_exceptions=True)
         await mesh.stop()
 
 

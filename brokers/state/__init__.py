@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -243,6 +243,11 @@ class Ledger:
     def __post_init__(self) -> None:
         self.policies = broker_policies(self.config, self.default_log_length)
 
+    def use(self, config: MeshConfig) -> None:
+        """Follow a new configuration (its brokers' windows and log lengths)."""
+        self.policies = broker_policies(config, self.default_log_length)
+        self.config = config
+
     def policy(self, broker: str) -> BrokerPolicy:
         return self.policies.get(broker) or BrokerPolicy(log_length=self.default_log_length)
 
@@ -254,7 +259,13 @@ class Ledger:
 
     # ingress
 
-    async def publish(self, broker: Broker, key: str, events: Sequence[Event]) -> Admission:
+    async def publish(
+        self,
+        broker: Broker,
+        key: str,
+        events: Sequence[Event],
+        confirmed: Callable[[list[Event]], None] | None = None,
+    ) -> Admission:
         """Dedup, publish what is new (raises what `broker.publish` raises), then record it.
 
         Claim after confirm: an event's dedup mark is written only once the broker confirmed
@@ -268,6 +279,8 @@ class Ledger:
         published, duplicates, keys = await self._admit(key, events, policy.dedup_window)
         if published:
             await broker.publish(key, published)
+            if confirmed is not None:  # before the record: a delivery may already be under way
+                confirmed(published)
             await asyncio.shield(self._record(key, keys, published, policy))
         self.stats.duplicates += len(duplicates)
         return Admission(published, duplicates)

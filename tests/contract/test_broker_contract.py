@@ -145,7 +145,8 @@ async def test_retry_without_delay_keeps_counting(open_broker: OpenBroker) -> No
     inbox = Inbox(fail_twice)
     await broker.consume(t, inbox)
     await broker.publish(BROKER, [event(1)])
-    assert [m.attempt for m in await inbox.take(3)] == [0, 1, 2]
+    # recorded after the handler settles, so a redelivery may be recorded before its parent
+    assert sorted(m.attempt for m in await inbox.take(3)) == [0, 1, 2]
 
 
 async def test_dead_letters_are_parked_listed_and_removed(open_broker: OpenBroker) -> None:

@@ -14,7 +14,7 @@ import pytest
 from brokers.dispatch import Outcome
 from brokers.event import Event
 from gateway.live import Client, EventStream, LiveHub, _next_chunk, ui_page
-from tests.meshyaml import trigger_yaml
+from tests.builders import trigger_yaml
 from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
 
 
@@ -84,12 +84,6 @@ async def test_accepted_events_show_matched_triggers_and_outcomes(observed: Gate
     assert [body for _, body in observed.received("orders")] == [b""]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ingress.publish tells accepted_listeners only after Ledger.publish has recorded the "
-    "event (an await after broker.publish): a subscriber hosted in-process is answered first, "
-    "so the live view shows the outcome before the event was accepted",
-)
 async def test_the_accepted_frame_comes_before_the_outcomes(observed: Gateway) -> None:
     got = await _one_order(observed)
     assert [kind for kind, _ in got] == ["accepted", "delivery", "delivery"]
