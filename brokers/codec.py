@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from brokers.errors import InvalidEvent, UnsupportedContentType
@@ -223,11 +223,6 @@ def to_structured(event: Event) -> tuple[Headers, bytes]:
     return [("content-type", STRUCTURED + "; charset=utf-8")], body
 
 
-def to_batch(events: Iterable[Event]) -> tuple[Headers, bytes]:
-    body = json_dumps([event.to_dict() for event in events])
-    return [("content-type", BATCH + "; charset=utf-8")], body
-
-
 def to_json(event: Event) -> str:
     return json_dumps(event.to_dict()).decode("utf-8")
 
@@ -235,8 +230,3 @@ def to_json(event: Event) -> str:
 def headers_from_asgi(raw: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
     """ASGI header pairs to a dict of lower-case names (latin-1, as HTTP/1.1 defines)."""
     return {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in raw}
-
-
-def attributes_text(event: Event) -> dict[str, str]:
-    """Every attribute as its canonical string (AMQP headers, logs)."""
-    return {name: attribute_text(value) for name, value in event.attributes.items()}

@@ -86,14 +86,6 @@ async def test_metrics_after_known_traffic(observed: Gateway) -> None:
     # ms-scale buckets: the smallest bound is half a millisecond
     bounds = {dict(k[1]).get("le") for k in found if k[0].endswith("_bucket")}
     assert "0.0005" in bounds
-    # the memory broker reports no queue depth: no made-up zeros
-    assert not any(k[0] == "cemesh_queue_depth" for k in found)
-
-
-async def test_queue_depth_from_a_callback(observed: Gateway) -> None:
-    observed.observability.metrics.queue_depths = lambda: {"default/orders": 7}
-    found = samples(observed.observability.metrics.render().decode())
-    assert value(found, "cemesh_queue_depth", trigger="default/orders") == 7
 
 
 def test_each_app_has_its_own_registry() -> None:
