@@ -32,7 +32,7 @@ from brokers.event import Event
 from brokers.state import TARGET_EXTENSION, target_extensions
 from brokers.state.base import LogEntry, StateUnavailable, check_bound, id_at, parse_id
 from brokers.triggers import TriggerSpec
-from gateway.problems import PROBLEM_JSON, HTTPProblem, from_exception
+from gateway.problems import PROBLEM_JSON, HTTPProblem, from_exception, not_ready
 
 if TYPE_CHECKING:
     from gateway.mesh import Mesh
@@ -155,10 +155,8 @@ def admin_router(get_mesh: Callable[[], Mesh]) -> APIRouter:
     def mesh_now() -> Mesh:
         try:
             return get_mesh()
-        except (KeyError, LookupError):
-            raise HTTPProblem(
-                503, "Not Ready", "the mesh is starting", headers={"retry-after": "1"}
-            ) from None
+        except LookupError:  # no mesh yet (KeyError is a LookupError)
+            raise not_ready("the mesh is starting") from None
 
     @router.get("/state", summary="State backend, health and counters", response_model=StateStatus)
     async def state_status() -> StateStatus:

@@ -51,6 +51,11 @@ class HTTPProblem(Exception):
         self.slug = slug or title.lower().replace(" ", "-")
 
 
+def not_ready(detail: str) -> HTTPProblem:
+    """503 while the mesh is starting or stopping: the client may retry in a second."""
+    return HTTPProblem(503, "Not Ready", detail, headers={"retry-after": "1"})
+
+
 def from_exception(exc: Exception) -> HTTPProblem:
     """Map every known error to its status (DESIGN section 4: 5xx only when not accepted)."""
     if isinstance(exc, HTTPProblem):
