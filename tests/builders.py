@@ -1,5 +1,5 @@
-"""Builders for the Knative YAML the tests and benchmarks give the mesh: Brokers, Triggers and
-the func.yaml projects of recording sink functions, instead of a hand-written copy per file."""
+"""Builders for what the tests and benchmarks give the mesh, instead of a hand-written copy per
+file: Broker and Trigger YAML, recording sink function projects, binary-mode event headers."""
 
 from __future__ import annotations
 
@@ -124,3 +124,11 @@ def sink_function(functions: Path, name: str, status: int = 200) -> Path:
     write(project / "pyproject.toml", f'[project]\nname = "{name}"\nversion = "0.0.0"\n')
     write(project / "function" / "__init__.py", SINK_FUNCTION.format(status=status))
     return project
+
+
+def binary(event_id: str, event_type: str, source: str = "/test", **extra: str) -> dict[str, str]:
+    """Binary-mode headers of one event; `extra` adds headers as given (`ce-subject`...)."""
+    headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": source}
+    headers["ce-type"] = event_type
+    headers.update(extra)
+    return headers

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
-from tests.e2e.harness import MeshProcess, Received, Sink, write
+from tests.e2e.harness import (
+    MeshProcess,
+    Received,
+    Responder,
+    Sink,
+    copy_function,
+    mesh_config,
+    post,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,36 +39,14 @@ HERE = Path(__file__).resolve().parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
-CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: orders, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.order}}}}
-  subscriber: {{uri: "{sink}/orders"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: audit, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.order}}}}
-  subscriber: {{uri: "{sink}/audit"}}
-  delivery: {{retry: 0}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: greetings, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.greeting}}}}
-  subscriber: {{uri: "{sink}/greetings"}}
-"""
+
+def mesh_yaml(sink: str) -> str:
+    return documents(
+        broker_yaml(),
+        trigger_yaml("orders", f"{sink}/orders", type="com.example.order"),
+        trigger_yaml("audit", f"{sink}/audit", type="com.example.order", delivery={"retry": 0}),
+        trigger_yaml("greetings", f"{sink}/greetings", type="com.example.greeting"),
+    )
 
 
 def _playwright() -> Path:
@@ -90,39 +77,23 @@ def _answer(item: Received) -> web.Response:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    server = await Sink(responder=_answer).start()
-    yield server
-    await server.stop()
+def sink_responder() -> Responder:
+    return _answer
 
 
 @pytest.fixture
 def mesh(tmp_path: Path, sink: Sink) -> Iterator[MeshProcess]:
     _playwright()
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
-    functions = tmp_path / "functions"
-    shutil.copytree(
-        REPO / "functions" / "greeter",
-        functions / "greeter",
-        ignore=shutil.ignore_patterns("tests", ".func", "__pycache__"),
-    )
-    with MeshProcess(config, functions) as process:
+    config = mesh_config(tmp_path, mesh_yaml(sink.url))
+    copy_function(tmp_path / "functions", "greeter")
+    with MeshProcess(config, tmp_path / "functions") as process:
         yield process
 
 
 async def _post(url: str, event_id: str, event_type: str, data: bytes = b"{}") -> int:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": event_id,
-        "ce-source": "/browser-test",
-        "ce-type": event_type,
-        "content-type": "application/json",
-    }
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, headers=headers, data=data) as r,
-    ):
-        return r.status
+    headers = binary(event_id, event_type, "/browser-test", **{"content-type": "application/json"})
+    status, _, _ = await post(url, headers, data)
+    return status
 
 
 def _chip(row: str, trigger: str, outcome: str) -> str:

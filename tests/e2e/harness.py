@@ -1,10 +1,12 @@
-"""End-to-end harness: `cemesh up` as a real subprocess, and an HTTP sink that records what it
-receives (and answers what the test tells it to)."""
+"""End-to-end harness: `cemesh up` as a real subprocess, an HTTP sink that records what it
+receives (and answers what the test tells it to), and the set-up every e2e test repeats: a
+config directory, repo functions copied in, a POST."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +16,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
+from tests.builders import documents
+from tests.builders import write as write  # re-exported: the e2e tests import it from here
 from tests.conftest import REPO, free_port
 
 CEMESH = [sys.executable, "-m", "gateway.cli"]
@@ -58,6 +63,12 @@ class Sink:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def __aenter__(self) -> Sink:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         item = Received(
@@ -171,7 +182,29 @@ class MeshProcess:
         self.stop()
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, "utf-8")
-    return path
+def mesh_config(directory: Path, *parts: str, name: str = "mesh.yaml") -> Path:
+    """`directory/config/<name>` holding the YAML documents `parts`; the config directory."""
+    return write(directory / "config" / name, documents(*parts)).parent
+
+
+def copy_function(functions: Path, name: str, source: Path | None = None) -> Path:
+    """A copy of the repo's function `name` (or of `source`) under `functions`, without its
+    tests, build output and caches."""
+    target = functions / name
+    shutil.copytree(
+        source or REPO / "functions" / name,
+        target,
+        ignore=shutil.ignore_patterns("tests", ".func", "__pycache__", "node_modules"),
+    )
+    return target
+
+
+async def post(
+    url: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
+    """One POST with aiohttp: status, headers (lower-case names) and body."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, headers=headers, data=body) as r,
+    ):
+        return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()

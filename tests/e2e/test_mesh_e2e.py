@@ -7,101 +7,78 @@ import asyncio
 import io
 import json
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
-from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, write
+from tests.e2e.harness import (
+    CEMESH,
+    MeshProcess,
+    Received,
+    Responder,
+    Sink,
+    mesh_config,
+    post,
+    write,
+)
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: all-orders, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.order}}}}
-  subscriber: {{uri: "{sink}/orders"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: greetings, namespace: default}}
-spec:
-  broker: default
-  filters: [{{exact: {{type: com.example.greeting}}}}]
-  subscriber: {{uri: "{sink}/greetings"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: loop, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.loop}}}}
-  subscriber: {{uri: "{sink}/loop"}}
----
+PIPELINE = """\
 apiVersion: tekton.dev/v1
 kind: Pipeline
-metadata: {{name: cluster-only}}
-spec: {{tasks: []}}
+metadata: {name: cluster-only}
+spec: {tasks: []}
 """
+
+
+def mesh_yaml(sink: str) -> str:
+    return documents(
+        broker_yaml(),
+        trigger_yaml("all-orders", f"{sink}/orders", type="com.example.order"),
+        trigger_yaml(
+            "greetings", f"{sink}/greetings", filters=[{"exact": {"type": "com.example.greeting"}}]
+        ),
+        trigger_yaml("loop", f"{sink}/loop", type="com.example.loop"),
+        PIPELINE,
+    )
 
 
 def _loop_reply(item: Received) -> web.Response:
     if item.path != "/loop":
         return web.Response(status=200)
     hops = int(item.headers.get("ce-hops", "0")) + 1
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": f"loop-{hops}",
-        "ce-source": "/loop",
-        "ce-type": "com.example.loop",
-        "ce-hops": str(hops),
-    }
+    headers = binary(f"loop-{hops}", "com.example.loop", "/loop", **{"ce-hops": str(hops)})
     return web.Response(status=200, headers=headers, body=b"")
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    server = await Sink(responder=_loop_reply).start()
-    yield server
-    await server.stop()
+def sink_responder() -> Responder:
+    return _loop_reply
 
 
 @pytest.fixture
 def mesh(tmp_path: Path, sink: Sink) -> Iterator[MeshProcess]:
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
-    with MeshProcess(config, REPO / "functions") as process:
+    with MeshProcess(mesh_config(tmp_path, mesh_yaml(sink.url)), REPO / "functions") as process:
         yield process
 
 
 async def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, headers=headers, data=body) as r,
-    ):
-        return r.status, await r.read()
+    status, _, received = await post(url, headers, body)
+    return status, received
 
 
 BINARY = {"ce-specversion": "1.0", "ce-source": "/shop", "ce-type": "com.example.order"}
 
 
 async def test_binary_event_arrives_exactly(mesh: MeshProcess, sink: Sink) -> None:
-    headers = {
-        **BINARY,
-        "ce-id": "b-1",
-        "ce-subject": "order 42",
-        "ce-tenant": "caf%C3%A9",
-        "content-type": "application/octet-stream",
-    }
+    headers = binary("b-1", "com.example.order", "/shop", **{"ce-subject": "order 42"})
+    headers.update({"ce-tenant": "caf%C3%A9", "content-type": "application/octet-stream"})
     status, _ = await _post(mesh.url + "/default/default", headers, b"\x00\x01binary\xff")
     assert status == 202
     (got,) = await sink.wait_for(1, path="/orders")
@@ -168,13 +145,8 @@ async def test_batch_delivers_every_event(mesh: MeshProcess, sink: Sink) -> None
 
 
 async def test_reply_chain_through_a_function(mesh: MeshProcess, sink: Sink) -> None:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": "g-1",
-        "ce-source": "/people",
-        "ce-type": "com.example.greet.request",
-        "content-type": "application/json",
-    }
+    headers = binary("g-1", "com.example.greet.request", "/people")
+    headers["content-type"] = "application/json"
     status, _ = await _post(mesh.url + "/", headers, b'{"name": "Ada"}')
     assert status == 202
     (got,) = await sink.wait_for(1, path="/greetings")
@@ -185,13 +157,7 @@ async def test_reply_chain_through_a_function(mesh: MeshProcess, sink: Sink) -> 
 
 
 async def test_ttl_stops_a_reply_loop(mesh: MeshProcess, sink: Sink) -> None:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": "loop-0",
-        "ce-source": "/loop",
-        "ce-type": "com.example.loop",
-        "ce-knativebrokerttl": "5",
-    }
+    headers = binary("loop-0", "com.example.loop", "/loop", **{"ce-knativebrokerttl": "5"})
     status, _ = await _post(mesh.url + "/", headers, b"")
     assert status == 202
     got = await sink.wait_for(5, path="/loop")
@@ -227,7 +193,7 @@ async def test_ingress_errors_are_problem_details(mesh: MeshProcess, sink: Sink)
 
 
 def test_startup_lists_what_was_loaded(tmp_path: Path) -> None:
-    config = write(tmp_path / "c" / "m.yaml", CONFIG.format(sink="http://127.0.0.1:9")).parent
+    config = write(tmp_path / "c" / "m.yaml", mesh_yaml("http://127.0.0.1:9")).parent
     process = MeshProcess(config, REPO / "functions").start()
     output = process.stop()
     assert (

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,16 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO
-from tests.e2e.harness import MeshProcess, Received, Sink, write
+from tests.builders import binary, broker_yaml, documents, trigger_yaml
+from tests.e2e.harness import (
+    MeshProcess,
+    Received,
+    Responder,
+    Sink,
+    copy_function,
+    mesh_config,
+    post,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,44 +33,16 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
 PARENT = f"00-{TRACE}-{SPAN}-01"
 
-CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: orders, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.order}}}}
-  subscriber: {{uri: "{sink}/orders"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: flaky, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.flaky}}}}
-  subscriber: {{uri: "{sink}/flaky"}}
-  delivery: {{retry: 1, backoffPolicy: linear, backoffDelay: PT0.05S}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: requests, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.greet.request}}}}
-  subscriber: {{uri: "{sink}/requests"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: greetings, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.greeting}}}}
-  subscriber: {{uri: "{sink}/greetings"}}
-"""
+
+def mesh_yaml(sink: str) -> str:
+    flaky = {"retry": 1, "backoffPolicy": "linear", "backoffDelay": "PT0.05S"}
+    return documents(
+        broker_yaml(),
+        trigger_yaml("orders", f"{sink}/orders", type="com.example.order"),
+        trigger_yaml("flaky", f"{sink}/flaky", type="com.example.flaky", delivery=flaky),
+        trigger_yaml("requests", f"{sink}/requests", type="com.example.greet.request"),
+        trigger_yaml("greetings", f"{sink}/greetings", type="com.example.greeting"),
+    )
 
 
 def _answer(item: Received) -> web.Response:
@@ -71,31 +50,21 @@ def _answer(item: Received) -> web.Response:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    server = await Sink(responder=_answer).start()
-    yield server
-    await server.stop()
+def sink_responder() -> Responder:
+    return _answer
 
 
 @pytest.fixture
 def mesh(tmp_path: Path, sink: Sink) -> Iterator[MeshProcess]:
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
-    functions = tmp_path / "functions"
-    shutil.copytree(
-        REPO / "functions" / "greeter",
-        functions / "greeter",
-        ignore=shutil.ignore_patterns("tests", ".func", "__pycache__"),
-    )
-    with MeshProcess(config, functions, extra=["--log-format", "json"]) as process:
+    config = mesh_config(tmp_path, mesh_yaml(sink.url))
+    copy_function(tmp_path / "functions", "greeter")
+    with MeshProcess(config, tmp_path / "functions", extra=["--log-format", "json"]) as process:
         yield process
 
 
 async def _post(url: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, headers=headers, data=body) as r,
-    ):
-        return r.status, dict(r.headers)
+    status, response_headers, _ = await post(url, headers, body)
+    return status, response_headers
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -115,14 +84,7 @@ async def _metrics(url: str) -> Samples:
 
 
 def _event(event_id: str, event_type: str, **extra: str) -> dict[str, str]:
-    return {
-        "ce-specversion": "1.0",
-        "ce-id": event_id,
-        "ce-source": "/e2e",
-        "ce-type": event_type,
-        "content-type": "application/json",
-        **extra,
-    }
+    return binary(event_id, event_type, "/e2e", **{"content-type": "application/json", **extra})
 
 
 async def _until_metric(url: str, name: str, labels: dict[str, str], wanted: float) -> Samples:
@@ -266,13 +228,8 @@ async def test_spans_exported_when_an_otlp_endpoint_is_set(tmp_path: Path, sink:
     )
 
     collector = await Sink().start()  # an OTLP/HTTP collector that accepts everything
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
-    functions = tmp_path / "functions"
-    shutil.copytree(
-        REPO / "functions" / "greeter",
-        functions / "greeter",
-        ignore=shutil.ignore_patterns("tests", ".func", "__pycache__"),
-    )
+    config = mesh_config(tmp_path, mesh_yaml(sink.url))
+    functions = copy_function(tmp_path / "functions", "greeter").parent
     mesh = MeshProcess(config, functions, env={"CEMESH_OTEL_ENDPOINT": collector.url}).start()
     try:
         await _metrics(mesh.url)  # skips when not wired

@@ -1,6 +1,6 @@
 """The real gateway in-process for unit tests: `create_app(settings, broker=MemoryBroker())`
 driven through `httpx.ASGITransport` with the app's lifespan. Destinations are sink functions
-(tests.meshyaml.sink_function) the mesh hosts in-process: no socket anywhere."""
+(tests.builders.sink_function) the mesh hosts in-process: no socket anywhere."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from gateway.app import create_app
 from gateway.mesh import Mesh
 from gateway.observability import Observability
 from gateway.settings import Settings
-from tests.meshyaml import broker_yaml, documents, sink_function, write
+from tests.builders import binary as binary  # re-exported with the rest of the toolkit
+from tests.builders import broker_yaml, documents, sink_function, write
 
 
 @dataclass
@@ -70,13 +71,6 @@ async def gateway(
 def retrying(retry: int) -> dict[str, Any]:
     """A Trigger's delivery: `retry` retries 10 ms apart."""
     return {"retry": retry, "backoffDelay": "PT0.01S"}
-
-
-def binary(event_id: str, event_type: str, **extra: str) -> dict[str, str]:
-    headers = {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": "/test"}
-    headers["ce-type"] = event_type
-    headers.update(extra)
-    return headers
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

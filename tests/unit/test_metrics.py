@@ -12,7 +12,7 @@ from brokers.delivery import Destination
 from brokers.dispatch import Outcome
 from brokers.errors import DeliveryRejected, DeliveryTimeout, SubscriberUnreachable
 from gateway.metrics import Metrics, delivery_code, destination_label
-from tests.meshyaml import trigger_yaml
+from tests.builders import trigger_yaml
 from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
 
 
