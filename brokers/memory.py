@@ -5,6 +5,10 @@ would (unknown broker, closed broker, acking twice) and it runs each trigger's w
 routing: that is what RabbitMQ's headers exchange does for exact filters, done for every dialect
 because here it costs nothing extra. Triggers are indexed by their exact `type` so 1,000
 triggers do not mean 1,000 evaluations per event.
+
+Its queues are bounded, by count and by bytes per trigger: a slow subscriber makes the ingress
+answer 503 with Retry-After (as RabbitMQ's `reject-publish` overflow does) instead of growing
+the process without bound. A publish is all or none: it is refused before anything is queued.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from brokers.base import DeadLetter, Handler, ReplyHandler
 from brokers.errors import BrokerError, BrokerUnavailable, UnknownBroker
@@ -23,6 +28,8 @@ from brokers.filterindex import FilterIndex
 from brokers.triggers import MeshConfig, TriggerSpec
 
 log = logging.getLogger(__name__)
+MAX_QUEUE_LENGTH: Final = 10_000
+MAX_QUEUE_BYTES: Final = 64 * 1024 * 1024
 
 
 class TriggerIndex:
@@ -74,29 +81,51 @@ class TriggerQueue:
     def __init__(self) -> None:
         self._items: deque[MemoryMessage] = deque()
         self._waiting = asyncio.Event()
+        self.bytes = 0
 
     def put(self, message: MemoryMessage) -> None:
         self._items.append(message)
+        self.bytes += size_of(message.event)
         self._waiting.set()
 
     def put_front(self, message: MemoryMessage) -> None:
         self._items.appendleft(message)
+        self.bytes += size_of(message.event)
         self._waiting.set()
 
     async def get(self) -> MemoryMessage:
         while not self._items:
             self._waiting.clear()
             await self._waiting.wait()
-        return self._items.popleft()
+        message = self._items.popleft()
+        self.bytes -= size_of(message.event)
+        return message
 
     def __len__(self) -> int:
         return len(self._items)
 
 
-class MemoryBroker:
-    """In-memory Broker. Not durable: events live as long as the process."""
+def size_of(event: Event) -> int:
+    """About what an event holds in memory: its data and attribute text."""
+    data = len(event.data) if event.data is not None else 0
+    return data + sum(len(k) + len(str(v)) for k, v in event.attributes.items())
 
-    def __init__(self) -> None:
+
+class MemoryBroker:
+    """In-memory Broker. Not durable: events live as long as the process.
+
+    `max_queue_length` and `max_queue_bytes` bound each trigger's queue (retries waiting for
+    their delay count once they are due).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_queue_length: int = MAX_QUEUE_LENGTH,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
+    ) -> None:
+        self.max_queue_length = max_queue_length
+        self.max_queue_bytes = max_queue_bytes
         self._indexes: dict[str, TriggerIndex] = {}
         self._queues: dict[str, TriggerQueue] = {}
         self._consumers: dict[str, asyncio.Task[None]] = {}
@@ -135,9 +164,30 @@ class MemoryBroker:
         index = self._indexes.get(broker)
         if index is None:
             raise UnknownBroker(f"broker {broker} does not exist")
-        for event in events:
-            for trigger in index.matching(event):
+        routed = [(event, index.matching(event)) for event in events]
+        self._check_room(routed)
+        for event, triggers in routed:
+            for trigger in triggers:
                 self._queues[trigger.key].put(MemoryMessage(self, trigger.key, event))
+
+    def _check_room(self, routed: Sequence[tuple[Event, Sequence[TriggerSpec]]]) -> None:
+        count: dict[str, int] = defaultdict(int)
+        size: dict[str, int] = defaultdict(int)
+        for event, triggers in routed:
+            for trigger in triggers:
+                count[trigger.key] += 1
+                size[trigger.key] += size_of(event)
+        for key, adding in count.items():
+            queue = self._queues[key]
+            if (
+                len(queue) + adding > self.max_queue_length
+                or queue.bytes + size[key] > self.max_queue_bytes
+            ):
+                raise BrokerUnavailable(
+                    f"the queue of trigger {key} is full ({len(queue)} events, {queue.bytes} "
+                    "bytes): its subscriber is behind; retry later",
+                    retry_after=1.0,
+                )
 
     async def consume(self, trigger: TriggerSpec, handler: Handler) -> None:
         queue = self._queues.get(trigger.key)

@@ -29,9 +29,14 @@ __all__ = ["LoadedConfig", "Mesh", "load_mesh", "make_broker"]
 log = logging.getLogger(__name__)
 
 
-def make_broker(url: str, prefix: str = "cemesh") -> Broker:
+def make_broker(url: str, prefix: str = "cemesh", settings: Settings | None = None) -> Broker:
     if url.startswith("memory:"):
-        return MemoryBroker()
+        if settings is None:
+            return MemoryBroker()
+        return MemoryBroker(
+            max_queue_length=settings.memory_queue_length,
+            max_queue_bytes=settings.memory_queue_bytes,
+        )
     if url.startswith(("amqp://", "amqps://")):
         from brokers.rabbitmq import RabbitBroker
 
@@ -73,7 +78,7 @@ class Mesh:
         state: State | None = None,
     ) -> Mesh:
         loaded = loaded or load_mesh(settings)
-        broker = broker or make_broker(settings.broker_url, settings.broker_prefix)
+        broker = broker or make_broker(settings.broker_url, settings.broker_prefix, settings)
 
         def env_for(project: FunctionProject) -> Mapping[str, str]:
             """A function's state: REDIS_URL and its own CEMESH_STATE_PREFIX."""

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest single-event request body")
     max_batch_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest batch request body")
     max_concurrency: int = Field(1024, gt=0, description="Concurrent requests before 503")
+    memory_queue_length: int = Field(
+        10_000, gt=0, description="memory:// broker: events queued per trigger before 503"
+    )
+    memory_queue_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="memory:// broker: bytes queued per trigger before 503"
+    )
     tokens_file: Path | None = Field(None, description="YAML of hashed bearer tokens (see auth)")
     allow_open: bool = Field(False, description="Serve without tokens on a non-loopback address")
     rate_limit: float | None = Field(None, gt=0, description="Default requests/s per token")

@@ -4,7 +4,9 @@ It is the default of `make run` (nothing to start) and the double in tests, so i
 Redis' semantics exactly where the contract suite looks: `claim` is atomic per key (trivially,
 on one event loop), expired keys are gone, log ids are `<ms>-<seq>` and strictly increasing,
 range bounds use Redis' syntax. Expired marks are swept in insertion order as new ones arrive,
-so memory stays proportional to what is live.
+so memory stays proportional to what is live. Each event log is capped by count (`maxlen`, as
+Redis' `MAXLEN`) and by bytes (`max_log_bytes`, default 64 MiB per broker): a count alone lets
+large events hold gigabytes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ from brokers.state.base import (
 )
 
 _SWEEP_BATCH: Final = 64
+MAX_LOG_BYTES: Final = 64 * 1024 * 1024
+
+
+def _size(event: Event) -> int:
+    data = len(event.data) if event.data is not None else 0
+    return data + sum(len(k) + len(str(v)) for k, v in event.attributes.items())
 
 
 class MemoryState:
@@ -37,8 +45,11 @@ class MemoryState:
         *,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        max_log_bytes: int = MAX_LOG_BYTES,
     ) -> None:
         self._prefix = prefix
+        self.max_log_bytes = max_log_bytes
+        self._log_bytes: dict[str, int] = {}
         self._clock = clock
         self._wallclock = wallclock
         self._marks: dict[str, float] = {}
@@ -138,15 +149,17 @@ class MemoryState:
 
     async def append(self, broker: str, events: Sequence[Event], maxlen: int) -> list[str]:
         name = key_of(self._prefix, "log", broker)
-        log = self._logs.get(name)
-        if log is None or log.maxlen != maxlen:
-            log = deque(log or (), maxlen=maxlen)
-            self._logs[name] = log
+        log = self._logs.setdefault(name, deque())
+        size = self._log_bytes.get(name, 0)
         ids: list[str] = []
         for event in events:
             entry = LogEntry(self._next_id(), event)
             log.append(entry)
+            size += _size(event)
             ids.append(entry.id)
+        while log and (len(log) > maxlen or size > self.max_log_bytes):
+            size -= _size(log.popleft().event)
+        self._log_bytes[name] = size
         return ids
 
     async def read(
