@@ -11,59 +11,35 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.builders import broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO, free_port
-from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, write
+from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, mesh_config, write
 
 pytestmark = pytest.mark.e2e
 
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 AMQP_URL: Final = "amqp://guest:guest@127.0.0.1:5672/"
 
-CONFIG: Final = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: {ns}}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: orders, namespace: {ns}}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.order}}}}
-  subscriber: {{uri: "{sink}/orders"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: audit, namespace: {ns}}}
-spec:
-  broker: default
-  subscriber: {{uri: "{sink}/audit"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: flaky, namespace: {ns}}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.flaky}}}}
-  subscriber: {{uri: "{sink}/flaky"}}
-  delivery: {{retry: 0}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: deployments-result, namespace: {ns}}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.deployments.result}}}}
-  subscriber: {{uri: "{sink}/result"}}
-"""
+
+def mesh_yaml(sink: str, ns: str) -> str:
+    def to_sink(name: str, path: str, event_type: str | None, **rest: Any) -> str:
+        return trigger_yaml(name, f"{sink}/{path}", namespace=ns, type=event_type, **rest)
+
+    return documents(
+        broker_yaml(namespace=ns),
+        to_sink("orders", "orders", "com.example.order"),
+        to_sink("audit", "audit", None),
+        to_sink("flaky", "flaky", "com.example.flaky", delivery={"retry": 0}),
+        to_sink("deployments-result", "result", "com.example.deployments.result"),
+    )
 
 
 class Switch:
@@ -84,10 +60,8 @@ def switch() -> Switch:
 
 
 @pytest.fixture
-async def sink(switch: Switch) -> AsyncIterator[Sink]:
-    server = await Sink(responder=switch).start()
-    yield server
-    await server.stop()
+def sink_responder(switch: Switch) -> Switch:
+    return switch
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.connected)])
@@ -113,7 +87,7 @@ async def _delete_prefix(prefix: str) -> None:
 
 
 def _config(tmp_path: Path, sink: Sink, ns: str = "default") -> Path:
-    return write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url, ns=ns)).parent
+    return mesh_config(tmp_path, mesh_yaml(sink.url, ns))
 
 
 @pytest.fixture
