@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+import yaml
 
-from tests.e2e.harness import MeshProcess, Sink, write
+from tests.builders import broker_yaml, documents, trigger_yaml
+from tests.e2e.harness import MeshProcess, Sink, mesh_config, post
 
 pytestmark = pytest.mark.e2e
 
@@ -104,48 +105,37 @@ EXPECTED: dict[str, set[str]] = {
     "data": {"e1", "e6"},  # e4's data is not JSON, e2's total is 50
 }
 
-CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
-"""
-TRIGGER = """---
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: {name}, namespace: default}}
-spec:
-  broker: default
-  {filter}
-  subscriber: {{uri: "{sink}/{name}"}}
-"""
 
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    server = await Sink().start()
-    yield server
-    await server.stop()
+def mesh_yaml(sink: str, triggers: dict[str, str]) -> str:
+    """default/default and a trigger per entry, each to its own path on `sink`; the entries are
+    the `filter:`/`filters:` YAML of the trigger's spec."""
+    specs = {name: yaml.safe_load("spec:\n  " + spec)["spec"] for name, spec in triggers.items()}
+    return documents(
+        broker_yaml(),
+        *(
+            trigger_yaml(
+                name,
+                f"{sink}/{name}",
+                attributes=spec.get("filter", {}).get("attributes"),
+                filters=spec.get("filters"),
+            )
+            for name, spec in specs.items()
+        ),
+    )
 
 
 @pytest.fixture
 def mesh(tmp_path: Path, sink: Sink) -> Iterator[MeshProcess]:
-    text = CONFIG.format() + "".join(
-        TRIGGER.format(name=name, filter=spec, sink=sink.url) for name, spec in TRIGGERS.items()
-    )
-    config = write(tmp_path / "config" / "mesh.yaml", text).parent
-    functions = tmp_path / "functions"
-    functions.mkdir()
-    with MeshProcess(config, functions) as process:
+    with MeshProcess(mesh_config(tmp_path, mesh_yaml(sink.url, TRIGGERS))) as process:
         yield process
 
 
 async def test_each_trigger_receives_exactly_its_events(mesh: MeshProcess, sink: Sink) -> None:
-    async with aiohttp.ClientSession() as session:
-        for event in EVENTS:
-            body = json.dumps({"specversion": "1.0", **event}).encode()
-            headers = {"content-type": "application/cloudevents+json"}
-            async with session.post(f"{mesh.url}/default/default", data=body, headers=headers) as r:
-                assert r.status == 202, await r.text()
+    for event in EVENTS:
+        body = json.dumps({"specversion": "1.0", **event}).encode()
+        headers = {"content-type": "application/cloudevents+json"}
+        status, _, answer = await post(f"{mesh.url}/default/default", headers, body)
+        assert status == 202, answer
     expected = {name: EXPECTED[name] for name in TRIGGERS}
     total = sum(len(ids) for ids in expected.values())
     await sink.wait_for(total, timeout=15)
@@ -156,10 +146,8 @@ async def test_each_trigger_receives_exactly_its_events(mesh: MeshProcess, sink:
 
 
 def test_an_invalid_filter_stops_cemesh_up_naming_the_trigger(tmp_path: Path) -> None:
-    text = CONFIG.format() + TRIGGER.format(
-        name="broken", filter='filters: [{any: [{cesql: "type = "}]}]', sink="http://127.0.0.1:9"
-    )
-    config = write(tmp_path / "config" / "mesh.yaml", text).parent
+    broken = {"broken": 'filters: [{any: [{cesql: "type = "}]}]'}
+    config = mesh_config(tmp_path, mesh_yaml("http://127.0.0.1:9", broken))
     (tmp_path / "functions").mkdir()
     process = MeshProcess(config, tmp_path / "functions")
     with pytest.raises(RuntimeError) as caught:
