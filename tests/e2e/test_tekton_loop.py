@@ -19,16 +19,16 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests import crds
+from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
-from tests.e2e.harness import MeshProcess, Received, Sink, write
+from tests.e2e.harness import MeshProcess, Received, Sink, mesh_config, post, write
 from tests.fakekube import FakeKube
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -36,27 +36,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SECRET = "loop-secret"
 TEKTON_TOKEN = "loop-token"
 FIXTURE = REPO / "tests" / "fixtures" / "webhooks" / "github" / "pull_request.closed.merged.json"
-SINKS = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: changes, namespace: default}}
-spec:
-  broker: default
-  filters: [{{prefix: {{type: dev.cdevents.change.}}}}]
-  subscriber: {{uri: "{sink}/changes"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: runs, namespace: default}}
-spec:
-  broker: default
-  filters: [{{prefix: {{type: dev.cdevents.pipelinerun.}}}}]
-  subscriber: {{uri: "{sink}/runs"}}
-"""
+
+
+def sinks_yaml(sink: str) -> str:
+    def prefix(kind: str) -> list[dict[str, Any]]:
+        return [{"prefix": {"type": f"dev.cdevents.{kind}."}}]
+
+    return documents(
+        broker_yaml(),
+        trigger_yaml("changes", f"{sink}/changes", filters=prefix("change")),
+        trigger_yaml("runs", f"{sink}/runs", filters=prefix("pipelinerun")),
+    )
 
 
 @pytest.fixture
@@ -67,16 +57,8 @@ def kube() -> Iterator[FakeKube]:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    server = await Sink().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def mesh(tmp_path: Path, kube: FakeKube, sink: Sink) -> Iterator[MeshProcess]:
-    config = tmp_path / "config"
-    write(config / "sinks.yaml", SINKS.format(sink=sink.url))
+    config = mesh_config(tmp_path, sinks_yaml(sink.url), name="sinks.yaml")
     write(config / "tekton-trigger.yaml", (REPO / "config/tekton/trigger.yaml").read_text())
     functions = tmp_path / "functions"
     functions.mkdir()
@@ -92,12 +74,9 @@ def mesh(tmp_path: Path, kube: FakeKube, sink: Sink) -> Iterator[MeshProcess]:
 
 
 async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=headers) as r,
-    ):
-        text = await r.text()
-        return r.status, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
+    status, _, answer = await post(url, headers, body)
+    text = answer.decode()
+    return status, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
 
 
 async def _require_webhooks(mesh: MeshProcess) -> None:
@@ -120,14 +99,12 @@ def _github(body: bytes, delivery: str) -> dict[str, str]:
 def _tekton(run: dict[str, Any], state: str) -> tuple[bytes, dict[str, str]]:
     """The CloudEvent Tekton's config-events sink sends for a PipelineRun state change."""
     meta = run["metadata"]
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": str(uuid.uuid4()),
-        "ce-source": f"/apis///namespaces/{meta['namespace']}//{meta['name']}",
-        "ce-type": f"dev.tekton.event.pipelinerun.{state}.v1",
-        "ce-subject": meta["name"],
-        "content-type": "application/json",
-    }
+    headers = binary(
+        str(uuid.uuid4()),
+        f"dev.tekton.event.pipelinerun.{state}.v1",
+        f"/apis///namespaces/{meta['namespace']}//{meta['name']}",
+        **{"ce-subject": meta["name"], "content-type": "application/json"},
+    )
     return json.dumps({"pipelineRun": run}).encode(), headers
 
 
