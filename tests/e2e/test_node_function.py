@@ -13,34 +13,25 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from gateway.node_host import Tools, Unavailable, ensure_dependencies
+from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
-from tests.e2e.harness import MeshProcess, Sink, write
+from tests.e2e.harness import MeshProcess, Sink, mesh_config, post
 
 pytestmark = pytest.mark.e2e
 
 HELLO = REPO / "functions" / "hello-node"
 NETWORK_CODES = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "network")
 
-CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: hello-replies, namespace: default}}
-spec:
-  broker: default
-  filter: {{attributes: {{type: com.example.hello.reply}}}}
-  subscriber: {{uri: "{sink}/replies"}}
-"""
+
+def mesh_yaml(sink: str) -> str:
+    replies = trigger_yaml("hello-replies", f"{sink}/replies", type="com.example.hello.reply")
+    return documents(broker_yaml(), replies)
 
 
 def install_hello_node() -> None:
@@ -72,16 +63,8 @@ def functions_dir(tmp_path: Path, hello_node: Path) -> Path:
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    server = await Sink().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def mesh(tmp_path: Path, sink: Sink, functions_dir: Path) -> Iterator[MeshProcess]:
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink=sink.url)).parent
-    with MeshProcess(config, functions_dir) as process:
+    with MeshProcess(mesh_config(tmp_path, mesh_yaml(sink.url)), functions_dir) as process:
         yield process
 
 
@@ -99,18 +82,10 @@ def test_npm_test_passes(hello_node: Path) -> None:
 async def test_trigger_delivers_to_node_and_the_reply_reaches_a_sink(
     mesh: MeshProcess, sink: Sink
 ) -> None:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": "node-1",
-        "ce-source": "/people",
-        "ce-type": "com.example.hello.request",
-        "content-type": "application/json",
-    }
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(mesh.url + "/default/default", headers=headers, data=b'{"name": "Ada"}') as r,
-    ):
-        assert r.status == 202
+    headers = binary("node-1", "com.example.hello.request", "/people")
+    headers["content-type"] = "application/json"
+    status, _, _ = await post(mesh.url + "/default/default", headers, b'{"name": "Ada"}')
+    assert status == 202
     (got,) = await sink.wait_for(1, path="/replies", timeout=15)
     assert got.headers["ce-type"] == "com.example.hello.reply"
     assert got.headers["ce-source"] == "/functions/hello-node"
@@ -144,8 +119,8 @@ def test_missing_tools_skip_the_function_with_one_clear_line(
         if found is None:
             pytest.skip(f"{tool} is not installed")
         (bin_dir / tool).symlink_to(found)
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(sink="http://127.0.0.1:9"))
-    mesh = MeshProcess(config.parent, functions, env={"PATH": str(bin_dir)})
+    config = mesh_config(tmp_path, mesh_yaml("http://127.0.0.1:9"))
+    mesh = MeshProcess(config, functions, env={"PATH": str(bin_dir)})
     with mesh:
         pass  # it started and answered /readyz without the function
     lines = [line for line in mesh.output.splitlines() if "hello-node (node) skipped" in line]

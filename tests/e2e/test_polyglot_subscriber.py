@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO, free_port
-from tests.e2e.harness import MeshProcess, write
+from tests.e2e.harness import MeshProcess, mesh_config, post, write
 
 pytestmark = pytest.mark.e2e
 
@@ -57,19 +57,11 @@ http.createServer((req, res) => {
 }).listen(port, '127.0.0.1', () => console.log(JSON.stringify({ listening: port })));
 """
 
-CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {{name: default, namespace: default}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {{name: to-node, namespace: default}}
-spec:
-  broker: default
-  filters: [{{exact: {{type: com.example.polyglot}}}}]
-  subscriber: {{uri: "http://127.0.0.1:{port}/events"}}
-"""
+
+def mesh_yaml(port: int) -> str:
+    polyglot = [{"exact": {"type": "com.example.polyglot"}}]
+    subscriber = f"http://127.0.0.1:{port}/events"
+    return documents(broker_yaml(), trigger_yaml("to-node", subscriber, filters=polyglot))
 
 
 @contextlib.contextmanager
@@ -142,32 +134,21 @@ async def subscriber(tmp_path: Path, node_modules: Path) -> AsyncIterator[NodeSu
 
 @pytest.fixture
 def mesh(tmp_path: Path, subscriber: NodeSubscriber) -> Iterator[MeshProcess]:
-    config = write(tmp_path / "config" / "mesh.yaml", CONFIG.format(port=subscriber.port))
-    with MeshProcess(config.parent) as process:
+    with MeshProcess(mesh_config(tmp_path, mesh_yaml(subscriber.port))) as process:
         yield process
 
 
 async def _post(url: str, headers: dict[str, str], body: bytes) -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, headers=headers, data=body) as r,
-    ):
-        return r.status
+    status, _, _ = await post(url, headers, body)
+    return status
 
 
 async def test_node_sdk_reads_a_binary_event_as_sent(
     mesh: MeshProcess, subscriber: NodeSubscriber
 ) -> None:
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": "poly-1",
-        "ce-source": "/tests/polyglot",
-        "ce-type": "com.example.polyglot",
-        "ce-subject": "order-42",
-        "ce-time": "2026-11-22T10:00:00Z",
-        "ce-tenant": "acme",
-        "content-type": "application/json",
-    }
+    headers = binary("poly-1", "com.example.polyglot", "/tests/polyglot", **{"ce-tenant": "acme"})
+    headers.update({"ce-subject": "order-42", "ce-time": "2026-11-22T10:00:00Z"})
+    headers["content-type"] = "application/json"
     assert await _post(mesh.url + "/default/default", headers, b'{"qty": 2, "item": "book"}') == 202
     got = await subscriber.next()
     assert got["ok"], got
