@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,44 +10,17 @@ import pytest
 import cdevents
 from brokers.event import Event
 from cdevents import github
-from tests.unit.test_cdevents_conformance import conformance_available, official_problems
+from tests.unit.webhook_mapping import FIXTURES as WEBHOOKS
+from tests.unit.webhook_mapping import Webhook
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "github"
+FIXTURES = WEBHOOKS / "github"
 DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 REPO = "https://github.com/octo-org/hello-world"
 REPOSITORY = {"repository": {"id": "octo-org/hello-world", "source": "https://github.com"}}
 
 
-def payload(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
-
-
-def mapped(event_name: str, body: dict[str, Any]) -> list[cdevents.CDEvent]:
-    """Translate, check every CDEvent (ours and the official schema), return them parsed."""
-    translation = github.translate(event_name, DELIVERY, body)
-    assert translation.raw.id == DELIVERY
-    assert translation.raw.json() == body
-    assert translation.events[0] is translation.raw
-    out = []
-    for ce in translation.cdevents:
-        event = cdevents.from_cloudevent(ce)
-        assert not conformance_available() or official_problems(ce.json()) == []
-        assert (ce.id, ce.type, ce.source, ce.subject, ce.time) == (
-            event.id,
-            event.type,
-            event.source,
-            event.subject_id,
-            event.timestamp,
-        )
-        out.append(event)
-    return out
-
-
-def one(event_name: str, body: dict[str, Any]) -> cdevents.CDEvent:
-    events = mapped(event_name, body)
-    assert len(events) == 1
-    return events[0]
+HOOK = Webhook(github.translate, FIXTURES, DELIVERY)
+payload, mapped, one = HOOK.payload, HOOK.mapped, HOOK.one
 
 
 def test_pull_request_opened_is_change_created() -> None:

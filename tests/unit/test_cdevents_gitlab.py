@@ -3,44 +3,23 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cdevents
 from cdevents import gitlab
-from tests.unit.test_cdevents_conformance import conformance_available, official_problems
+from tests.unit.webhook_mapping import FIXTURES as WEBHOOKS
+from tests.unit.webhook_mapping import Webhook
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "gitlab"
+FIXTURES = WEBHOOKS / "gitlab"
 KEY = "f5b8e1d2-3c4a-4b5e-9f60-7a8b9c0d1e2f"
 PROJECT = "https://gitlab.example.com/platform/cemesh"
 REPOSITORY = {"repository": {"id": "platform/cemesh", "source": "https://gitlab.example.com"}}
 
 
-def payload(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
-
-
-def mapped(event_name: str, body: dict[str, Any]) -> list[cdevents.CDEvent]:
-    translation = gitlab.translate(event_name, KEY, body)
-    assert translation.raw.id == KEY
-    assert translation.raw.json() == body
-    out = []
-    for ce in translation.cdevents:
-        event = cdevents.from_cloudevent(ce)
-        assert not conformance_available() or official_problems(ce.json()) == []
-        assert (ce.id, ce.subject, ce.time) == (event.id, event.subject_id, event.timestamp)
-        out.append(event)
-    return out
-
-
-def one(event_name: str, body: dict[str, Any]) -> cdevents.CDEvent:
-    events = mapped(event_name, body)
-    assert len(events) == 1
-    return events[0]
+HOOK = Webhook(gitlab.translate, FIXTURES, KEY)
+payload, mapped, one = HOOK.payload, HOOK.mapped, HOOK.one
 
 
 @pytest.mark.parametrize(

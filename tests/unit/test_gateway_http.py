@@ -16,8 +16,8 @@ import pytest
 
 from gateway.auth import hash_token
 from gateway.guard import Rule, classify
-from tests.conftest import REPO
 from tests.builders import trigger_yaml, write
+from tests.conftest import REPO
 from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
 
 ORDER = "com.example.order"
