@@ -40,9 +40,7 @@ def broker_yaml(
 def subscriber(uri: str | None = None, *, function: str | None = None) -> dict[str, Any]:
     """A Trigger's (or a dead letter sink's) destination: a URL, or a function of the mesh."""
     if function is not None:
-        return {
-            "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": function}
-        }
+        return {"ref": {"kind": "Service", "name": function}}
     assert uri is not None, "a subscriber is a uri or a function"
     return {"uri": uri}
 

@@ -35,60 +35,48 @@ from gateway.render import (
 )
 from gateway.settings import Settings
 from tests import crds
+from tests.builders import broker_yaml, documents, subscriber, trigger_yaml
 from tests.conftest import REPO
 
-DEGRADED_CONFIG = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: default, namespace: default}
-spec:
-  delivery: {retry: 2, backoffPolicy: linear, backoffDelay: PT0.5S, timeout: PT5S,
-             deadLetterSink: {uri: "http://dead.example/letters"}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: exact-filters, namespace: default}
-spec:
-  broker: default
-  filters: [{exact: {type: com.example.a}}, {all: [{exact: {source: /s}}]}]
-  subscriber: {ref: {kind: Service, name: greeter}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: by-prefix, namespace: default}
-spec:
-  broker: default
-  filters: [{exact: {type: com.example.b}}, {prefix: {source: /orders}}]
-  subscriber: {uri: "http://sink.example/b"}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: by-cesql, namespace: default}
-spec:
-  broker: default
-  filters: [{cesql: "type LIKE 'com.example.%'"}]
-  subscriber: {uri: "http://sink.example/c"}
-  delivery: {retry: 1, deadLetterSink: {ref: {kind: Service, name: greeter}}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: legacy, namespace: default}
-spec:
-  broker: default
-  filter: {attributes: {type: com.example.d, subject: ""}}
-  subscriber: {uri: "http://sink.example/d"}
-"""
 
-DATA_TRIGGER = """
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: by-data, namespace: default}
-spec:
-  broker: default
-  filters: [{exact: {type: com.example.order}}, {data: "data.total > 100"}]
-  subscriber: {uri: "http://sink.example/e"}
-"""
+def _sink(path: str) -> str:
+    return f"http://sink.example/{path}"
+
+
+DEGRADED_CONFIG = documents(
+    broker_yaml(
+        delivery={
+            "retry": 2,
+            "backoffPolicy": "linear",
+            "backoffDelay": "PT0.5S",
+            "timeout": "PT5S",
+            "deadLetterSink": subscriber("http://dead.example/letters"),
+        }
+    ),
+    trigger_yaml(
+        "exact-filters",
+        function="greeter",
+        filters=[{"exact": {"type": "com.example.a"}}, {"all": [{"exact": {"source": "/s"}}]}],
+    ),
+    trigger_yaml(
+        "by-prefix",
+        _sink("b"),
+        filters=[{"exact": {"type": "com.example.b"}}, {"prefix": {"source": "/orders"}}],
+    ),
+    trigger_yaml(
+        "by-cesql",
+        _sink("c"),
+        filters=[{"cesql": "type LIKE 'com.example.%'"}],
+        delivery={"retry": 1, "deadLetterSink": subscriber(function="greeter")},
+    ),
+    trigger_yaml("legacy", _sink("d"), attributes={"type": "com.example.d", "subject": ""}),
+)
+
+DATA_TRIGGER = "---\n" + trigger_yaml(
+    "by-data",
+    _sink("e"),
+    filters=[{"exact": {"type": "com.example.order"}}, {"data": "data.total > 100"}],
+)
 
 
 def _mesh(config: Path, functions: Path = REPO / "functions") -> LoadedConfig:

@@ -16,32 +16,15 @@ import pytest
 from brokers.state import MemoryState, State
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.builders import broker_yaml, documents, trigger_yaml
 
 REDIS_URL: Final = "redis://127.0.0.1:6379/0"
-CONFIG: Final = """
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: default, namespace: default}
----
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: other, namespace: default}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: orders, namespace: default}
-spec:
-  broker: default
-  filter: {attributes: {type: com.example.order}}
-  subscriber: {uri: "http://127.0.0.1:9/orders"}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: elsewhere, namespace: default}
-spec:
-  broker: other
-  subscriber: {uri: "http://127.0.0.1:9/elsewhere"}
-"""
+CONFIG: Final = documents(
+    broker_yaml(),
+    broker_yaml("other"),
+    trigger_yaml("orders", "http://127.0.0.1:9/orders", type="com.example.order"),
+    trigger_yaml("elsewhere", "http://127.0.0.1:9/elsewhere", broker="other"),
+)
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.connected)])
