@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -70,12 +71,70 @@ async def send_problem(send: Send, problem: HTTPProblem, instance: str | None = 
     await send({"type": "http.response.body", "body": body})
 
 
-def parse_request(headers: dict[str, str], body: bytes) -> list[Event]:
+@dataclass(frozen=True, slots=True)
+class AttributeLimits:
+    """Bounds on one event's attributes, checked before anything is published: every
+    attribute travels in a RabbitMQ header frame (128 KiB by default) and in HTTP headers on
+    delivery, and an over-long one would close the connection every tenant shares."""
+
+    count: int = 100
+    value_bytes: int = 8 * 1024
+    total_bytes: int = 32 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AttributeLimits:
+        return cls(
+            settings.max_attributes, settings.max_attribute_bytes, settings.max_attributes_bytes
+        )
+
+
+def check_attributes(event: Event, limits: AttributeLimits) -> None:
+    """400 for too many attributes, 413 naming the attribute that is too large."""
+    attributes = event.attributes
+    if len(attributes) > limits.count:
+        raise HTTPProblem(
+            400,
+            "Too Many Attributes",
+            f"an event may have at most {limits.count} attributes, this one has {len(attributes)}",
+            field="attributes",
+        )
+    total = 0
+    for name, value in attributes.items():
+        size = len(name) + _text_bytes(value, limits.value_bytes)
+        if size > limits.value_bytes:
+            raise HTTPProblem(
+                413,
+                "Attribute Too Large",
+                f"attribute {name} is over {limits.value_bytes} bytes",
+                field=name,
+            )
+        total += size
+    if total > limits.total_bytes:
+        raise HTTPProblem(
+            413,
+            "Attributes Too Large",
+            f"the event's attributes are over {limits.total_bytes} bytes in all",
+            field="attributes",
+        )
+
+
+def _text_bytes(value: object, limit: int) -> int:
+    if not isinstance(value, str):
+        return 16  # integers and booleans
+    length = len(value)
+    return length if length * 4 <= limit else len(value.encode("utf-8", "surrogatepass"))
+
+
+def parse_request(
+    headers: dict[str, str], body: bytes, limits: AttributeLimits | None = None
+) -> list[Event]:
     """Decode and check events for ingress (TTL exhausted is a 400, as in Knative)."""
     _, events = from_http(headers, body)
     arrival = now_rfc3339()
+    bounds = limits or AttributeLimits()
     stamped: list[Event] = []
     for event in events:
+        check_attributes(event, bounds)
         if TTL_ATTRIBUTE in event.attributes and ttl_of(event) <= 0:
             raise HTTPProblem(
                 400,
@@ -95,6 +154,7 @@ class Ingress:
         self._mesh = mesh_ref
         self.accepted_listeners: list[Callable[[str, list[Event]], None]] = []
         self.before_publish: list[Callable[[dict[str, str], list[Event]], list[Event]]] = []
+        self._limits: AttributeLimits | None = None
 
     async def read_events(
         self, mesh: Mesh, scope: Scope, receive: Receive
@@ -108,7 +168,9 @@ class Ingress:
         batch = media_type(headers.get("content-type")) == BATCH
         limit = mesh.settings.max_batch_bytes if batch else mesh.settings.max_body_bytes
         body = await read_body(scope, receive, limit)
-        events = parse_request(headers, body)
+        if self._limits is None:
+            self._limits = AttributeLimits.from_settings(mesh.settings)
+        events = parse_request(headers, body, self._limits)
         for hook in self.before_publish:
             events = hook(headers, events)
         return key, events

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app import create_app
+from gateway.http_limits import bounded_protocol
 from gateway.live import LiveAwareServer
 from gateway.mesh import LoadedConfig, Mesh
 from gateway.settings import Settings
@@ -97,5 +98,8 @@ async def _serve(settings: Settings, app: Any) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
         lifespan="on",
+        http=bounded_protocol(
+            settings.max_header_bytes, settings.max_headers, settings.header_timeout
+        ),
     )
     await LiveAwareServer(config).serve()

@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest single-event request body")
     max_batch_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest batch request body")
     max_concurrency: int = Field(1024, gt=0, description="Concurrent requests before 503")
+    max_header_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest request head (request line and headers): 431"
+    )
+    max_headers: int = Field(200, gt=0, description="Most header fields in a request: 431")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a request head may take: 408")
+    max_attributes: int = Field(100, gt=0, description="Most attributes in an event: 400")
+    max_attribute_bytes: int = Field(
+        8 * 1024, gt=0, description="Largest attribute value of an event: 413"
+    )
+    max_attributes_bytes: int = Field(
+        32 * 1024,
+        gt=0,
+        description="Largest total of an event's attributes (below RabbitMQ's frame size): 413",
+    )
     memory_queue_length: int = Field(
         10_000, gt=0, description="memory:// broker: events queued per trigger before 503"
     )
