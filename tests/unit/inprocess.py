@@ -21,7 +21,7 @@ from gateway.mesh import Mesh
 from gateway.observability import Observability
 from gateway.settings import Settings
 from tests.builders import binary as binary  # re-exported with the rest of the toolkit
-from tests.builders import broker_yaml, documents, sink_function, write
+from tests.builders import broker_yaml, documents, sink_function, trigger_yaml, write
 
 
 @dataclass
@@ -71,6 +71,11 @@ async def gateway(
 def retrying(retry: int) -> dict[str, Any]:
     """A Trigger's delivery: `retry` retries 10 ms apart."""
     return {"retry": retry, "backoffDelay": "PT0.01S"}
+
+
+def route(name: str, event_type: str, function: str | None = None, retry: int = 0) -> str:
+    """Trigger `name` on `event_type` to the sink function `function` (default: `name`)."""
+    return trigger_yaml(name, function=function or name, type=event_type, delivery=retrying(retry))
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

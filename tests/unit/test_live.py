@@ -14,8 +14,7 @@ import pytest
 from brokers.dispatch import Outcome
 from brokers.event import Event
 from gateway.live import Client, EventStream, LiveHub, _next_chunk, ui_page
-from tests.builders import trigger_yaml
-from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
+from tests.unit.inprocess import Gateway, binary, gateway, route, until
 
 
 def frames(data: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -44,13 +43,10 @@ def order(event_id: str, **extra: str | int) -> Event:
 
 @pytest.fixture
 async def observed(tmp_path: Path) -> AsyncIterator[Gateway]:
-    async with gateway(
-        tmp_path,
-        trigger_yaml("orders", function="orders", type="com.example.order", delivery=retrying(0)),
-        trigger_yaml("audit", function="audit", type="com.example.order", delivery=retrying(0)),
-        trigger_yaml("other", function="orders", type="com.example.other", delivery=retrying(0)),
-        sinks={"orders": 200, "audit": 500},
-    ) as gw:
+    orders, audit = route("orders", "com.example.order"), route("audit", "com.example.order")
+    other = route("other", "com.example.other", function="orders")
+    sinks = {"orders": 200, "audit": 500}
+    async with gateway(tmp_path, orders, audit, other, sinks=sinks) as gw:
         yield gw
 
 

@@ -12,8 +12,7 @@ from brokers.delivery import Destination
 from brokers.dispatch import Outcome
 from brokers.errors import DeliveryRejected, DeliveryTimeout, SubscriberUnreachable
 from gateway.metrics import Metrics, delivery_code, destination_label
-from tests.builders import trigger_yaml
-from tests.unit.inprocess import Gateway, binary, gateway, retrying, until
+from tests.unit.inprocess import Gateway, binary, gateway, route, until
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -33,12 +32,9 @@ def value(
 
 @pytest.fixture
 async def observed(tmp_path: Path) -> AsyncIterator[Gateway]:
-    async with gateway(
-        tmp_path,
-        trigger_yaml("orders", function="orders", type="com.example.order", delivery=retrying(0)),
-        trigger_yaml("flaky", function="flaky", type="com.example.flaky", delivery=retrying(1)),
-        sinks={"orders": 200, "flaky": 503},
-    ) as gw:
+    orders = route("orders", "com.example.order")
+    flaky = route("flaky", "com.example.flaky", retry=1)
+    async with gateway(tmp_path, orders, flaky, sinks={"orders": 200, "flaky": 503}) as gw:
         yield gw
 
 

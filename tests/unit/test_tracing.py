@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from gateway.tracing import (
     stamp_reply,
     trace_id_of,
 )
+from tests.unit.test_dispatch import ScriptedTransport
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"
@@ -191,24 +192,6 @@ def test_no_spans_without_an_exporter() -> None:
 # OpenTelemetry is optional; these run when the SDK is installed.
 
 
-class _Answer:
-    """A Transport double (as httpx's MockTransport): records requests, answers one reply."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
-        self.sent: list[list[tuple[str, str]]] = []
-
-    async def post(
-        self,
-        destination: Destination,
-        headers: Sequence[tuple[str, str]],
-        body: bytes,
-        timeout: float,
-    ) -> Response:
-        self.sent.append(list(headers))
-        return self.response
-
-
 @dataclass
 class Recorder:
     processor: Any
@@ -253,18 +236,19 @@ async def test_delivery_span_is_sent_as_parent_and_given_to_the_reply(recorder: 
     spans = otel_spans(None, processor=recorder.processor)
     assert spans is not None
     reply_headers = {"ce-specversion": "1.0", "ce-id": "r", "ce-source": "/f", "ce-type": "t"}
-    inner = _Answer(Response(200, reply_headers, b""))
+    answer = Response(200, reply_headers, b"")
+    inner = ScriptedTransport({"http://sink": [answer]})
     transport = TracedTransport(inner, spans)
     response = await transport.post(
         Destination(uri="http://sink"), [("traceparent", PARENT), ("ce-id", "e1")], b"", 1.0
     )
-    (sent,) = inner.sent
-    header = dict(sent)["traceparent"]
+    ((_, _, sent, _),) = inner.calls
+    header = sent["traceparent"]
     (span,) = recorder.finished()
     assert header == f"00-{TRACE}-{span.context.span_id:016x}-01"
     assert span.parent.span_id == int(SPAN, 16)
     assert span.attributes["http.response.status_code"] == 200
-    assert response is inner.response
+    assert response is answer
     request = event(traceparent=PARENT)
     reply = stamp_reply(request, Event.create({**event().attributes, "id": "r"}))
     assert reply.text("traceparent") == header  # the reply hangs under the delivery span
