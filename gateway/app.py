@@ -153,6 +153,7 @@ def create_app(
         function_namespace=function_namespace_lookup(lambda: holder.get("mesh")),
         default_rate=settings.rate_limit,
         default_burst=settings.rate_burst,
+        tenant_concurrency=settings.tenant_concurrency,
     )
     install_observability(app, ingress, settings)  # last: its observer is the outermost middleware
 

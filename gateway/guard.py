@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import parse_qs
 
 from brokers.state import State
+from gateway.asgi import TENANT_KEY, Receive, Scope, Send, send_problem
 from gateway.auth import Token, TokenStore
-from gateway.ingress import Receive, Scope, Send, send_problem
 from gateway.problems import HTTPProblem
 
 OPEN_PATHS: Final = frozenset(
@@ -139,6 +139,13 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class Guard:
+    """Admission: token, scope, rate, then concurrency, globally and per tenant.
+
+    A tenant is the request's token (the namespace it targets, without tokens). Each tenant may
+    hold at most `tenant_concurrency` of the `max_concurrency` request slots, so a client that
+    sends slow bodies or parks request-reply waits fills its own share, not everyone's.
+    """
+
     def __init__(
         self,
         app: Callable[[Scope, Receive, Send], Awaitable[None]],
@@ -149,15 +156,18 @@ class Guard:
         function_namespace: Callable[[str], str | None],
         default_rate: float | None = None,
         default_burst: int | None = None,
+        tenant_concurrency: int | None = None,
     ) -> None:
         self.app = app
         self.tokens = tokens
         self.limiter = limiter
         self.max_concurrency = max_concurrency
+        self.tenant_concurrency = tenant_concurrency or max(1, max_concurrency // 4)
         self.function_namespace = function_namespace
         self.default_rate = default_rate
         self.default_burst = default_burst
         self.inflight = 0
+        self.by_tenant: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,27 +180,50 @@ class Guard:
         try:
             token = self._authorize(scope, rule)
             await self._rate_limit(token)
+            tenant = self._tenant(rule, token)
             # A live stream stays open for minutes: it must not hold a request slot.
             streaming = scope["path"].startswith("/events/")
-            if not streaming and self.inflight >= self.max_concurrency:
-                raise HTTPProblem(
-                    503,
-                    "Too Busy",
-                    "too many concurrent requests; retry shortly",
-                    headers={"retry-after": "1"},
-                    slug="too-busy",
-                )
+            if not streaming:
+                self._check_room(tenant)
         except HTTPProblem as problem:
             await send_problem(send, problem, scope.get("path"))
             return
+        scope.setdefault("state", {})[TENANT_KEY] = tenant
         if streaming:
             await self.app(scope, receive, send)
             return
         self.inflight += 1
+        self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+            left = self.by_tenant[tenant] - 1
+            if left:
+                self.by_tenant[tenant] = left
+            else:
+                del self.by_tenant[tenant]
+
+    def _tenant(self, rule: Rule, token: Token | None) -> str:
+        if token is not None:
+            return f"token:{token.name}"
+        if rule.kind == "publish":
+            return f"namespace:{rule.namespace}"
+        if rule.kind == "function":
+            return f"namespace:{self.function_namespace(rule.name) or '?'}"
+        return "admin"
+
+    def _check_room(self, tenant: str) -> None:
+        if self.inflight >= self.max_concurrency:
+            detail = "too many concurrent requests; retry shortly"
+        elif self.by_tenant.get(tenant, 0) >= self.tenant_concurrency:
+            detail = (
+                f"this client has {self.tenant_concurrency} requests in flight, its share; "
+                "retry shortly"
+            )
+        else:
+            return
+        raise HTTPProblem(503, "Too Busy", detail, headers={"retry-after": "1"}, slug="too-busy")
 
     def _authorize(self, scope: Scope, rule: Rule) -> Token | None:
         if not self.tokens:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from brokers.codec import BATCH, from_http, headers_from_asgi, media_type, to_binary
@@ -21,54 +21,53 @@ from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_re
 from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
 from brokers.state import duplicate_headers
-from gateway.problems import HTTPProblem, asgi_headers, body_of, from_exception
+from gateway.asgi import Receive, Scope, Send, send_problem, tenant_of
+from gateway.problems import HTTPProblem, from_exception
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.mesh import Mesh
 
 log = logging.getLogger(__name__)
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is over `limit` bytes."""
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
+    """The request body: 413 as soon as it is over `limit` bytes, 408 when it takes longer
+    than `timeout` seconds (a slow body holds a request slot of its tenant meanwhile)."""
     for key, value in scope.get("headers", ()):
         if key == b"content-length" and value.isdigit() and int(value) > limit:
             raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPProblem(400, "Client Disconnected", "the request body was not completed")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HTTPProblem(
+                        400, "Client Disconnected", "the request body was not completed"
+                    )
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise HTTPProblem(
+            408,
+            "Request Timeout",
+            f"the request body did not arrive within {timeout:g}s",
+            headers={"connection": "close"},
+            field="body",
+        ) from None
 
 
 def _too_large(limit: int) -> HTTPProblem:
     return HTTPProblem(
         413, "Content Too Large", f"the request body is over {limit} bytes", field="body"
     )
-
-
-async def send_problem(send: Send, problem: HTTPProblem, instance: str | None = None) -> None:
-    body = body_of(problem, instance)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": problem.status,
-            "headers": asgi_headers(problem, body),
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +166,7 @@ class Ingress:
         headers = headers_from_asgi(scope["headers"])
         batch = media_type(headers.get("content-type")) == BATCH
         limit = mesh.settings.max_batch_bytes if batch else mesh.settings.max_body_bytes
-        body = await read_body(scope, receive, limit)
+        body = await read_body(scope, receive, limit, mesh.settings.body_timeout)
         if self._limits is None:
             self._limits = AttributeLimits.from_settings(mesh.settings)
         events = parse_request(headers, body, self._limits)
@@ -213,36 +212,64 @@ class RequestReply:
     def __init__(self, ingress: Ingress, mesh_ref: Callable[[], Mesh]) -> None:
         self._ingress = ingress
         self._mesh = mesh_ref
+        self.pending: dict[str, int] = {}  # waits held, by tenant
+
+    def _hold(self, tenant: str, limit: int) -> None:
+        held = self.pending.get(tenant, 0)
+        if held >= limit:
+            raise HTTPProblem(
+                429,
+                "Too Many Pending Requests",
+                f"this client already waits for {held} replies (at most {limit})",
+                headers={"retry-after": "1"},
+                slug="too-many-pending",
+            )
+        self.pending[tenant] = held + 1
+
+    def _release(self, tenant: str) -> None:
+        left = self.pending[tenant] - 1
+        if left:
+            self.pending[tenant] = left
+        else:
+            del self.pending[tenant]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mesh = self._mesh()
+        tenant = tenant_of(scope)
         try:
             timeout = _timeout(scope, mesh.settings)
-            key, events = await self._ingress.read_events(mesh, scope, receive)
-            if len(events) != 1:
-                raise HTTPProblem(
-                    400, "One Event Expected", "a request must be a single event", field="body"
-                )
-            correlation = mesh.replies.new_correlation_id()
-            request = Event({**events[0].attributes, "correlationid": correlation}, events[0].data)
-            waiter = mesh.replies.expect(correlation, key)
-            try:
-                await self._ingress.publish(mesh, key, [request])
-                reply = await asyncio.wait_for(waiter, timeout)
-            except TimeoutError:
-                raise HTTPProblem(
-                    504,
-                    "No Reply",
-                    f"no reply within {timeout:g}s",
-                    field="timeout",
-                    slug="no-reply",
-                ) from None
-            finally:
-                mesh.replies.forget(correlation)
+            self._hold(tenant, mesh.settings.max_pending_requests)
+        except HTTPProblem as exc:
+            await send_problem(send, exc, scope.get("path"))
+            return
+        try:
+            reply = await self._request(mesh, scope, receive, timeout)
         except (HTTPProblem, BrokerError) as exc:
             await send_problem(send, from_exception(exc), scope.get("path"))
             return
+        finally:
+            self._release(tenant)
         await send_event(send, 200, reply)
+
+    async def _request(self, mesh: Mesh, scope: Scope, receive: Receive, timeout: float) -> Event:
+        """Publish the request, wait for its reply (504 at the timeout)."""
+        key, events = await self._ingress.read_events(mesh, scope, receive)
+        if len(events) != 1:
+            raise HTTPProblem(
+                400, "One Event Expected", "a request must be a single event", field="body"
+            )
+        correlation = mesh.replies.new_correlation_id()
+        request = Event({**events[0].attributes, "correlationid": correlation}, events[0].data)
+        waiter = mesh.replies.expect(correlation, key)
+        try:
+            await self._ingress.publish(mesh, key, [request])
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise HTTPProblem(
+                504, "No Reply", f"no reply within {timeout:g}s", field="timeout", slug="no-reply"
+            ) from None
+        finally:
+            mesh.replies.forget(correlation)
 
 
 async def send_event(send: Send, status: int, event: Event) -> None:

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest single-event request body")
     max_batch_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest batch request body")
     max_concurrency: int = Field(1024, gt=0, description="Concurrent requests before 503")
+    tenant_concurrency: int | None = Field(
+        None, gt=0, description="Concurrent requests of one token or namespace (default 1/4)"
+    )
+    max_pending_requests: int = Field(
+        32, gt=0, description="Request-reply waits one token or namespace may hold: 429"
+    )
+    body_timeout: float = Field(30.0, gt=0, description="Seconds a request body may take: 408")
     max_header_bytes: int = Field(
         64 * 1024, gt=0, description="Largest request head (request line and headers): 431"
     )
