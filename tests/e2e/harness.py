@@ -103,6 +103,21 @@ class Sink:
         return [r for r in self.received if path is None or r.path == path]
 
 
+def cemesh(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """`cemesh ARGS...` run to its end from the repo: exit code, stdout and stderr as text."""
+    return subprocess.run(
+        [*CEMESH, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class MeshProcess:
     """`cemesh up` in a subprocess, on a free port, stopped with SIGTERM."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from gateway.app import create_app
 from gateway.auth import hash_token
 from gateway.settings import Settings
 from tests.conftest import REPO
-from tests.e2e.harness import CEMESH
+from tests.e2e.harness import cemesh
 
 GREET = {
     "ce-specversion": "1.0",
@@ -201,21 +200,13 @@ async def test_size_limits_per_mode() -> None:
 
 @pytest.mark.parametrize(("args", "ok"), [(["--host", "0.0.0.0"], False)])
 def test_non_loopback_without_tokens_is_refused(args: list[str], ok: bool) -> None:
-    result = subprocess.run(
-        [*CEMESH, "up", *args, "--port", "0"], cwd=REPO, capture_output=True, text=True, timeout=30
-    )
+    result = cemesh("up", *args, "--port", "0")
     assert result.returncode == 2
     assert "--allow-open" in result.stderr
 
 
 def test_token_new_prints_a_hash_not_stored_token() -> None:
-    result = subprocess.run(
-        [*CEMESH, "token", "new", "--name", "ci"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cemesh("token", "new", "--name", "ci")
     assert result.returncode == 0
     token = result.stdout.split("token: ", 1)[1].split()[0]
     assert hash_token(token) in result.stdout

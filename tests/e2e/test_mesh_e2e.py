@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +16,11 @@ from aiohttp import web
 from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
 from tests.e2e.harness import (
-    CEMESH,
     MeshProcess,
     Received,
     Responder,
     Sink,
+    cemesh,
     mesh_config,
     post,
     write,
@@ -226,13 +225,7 @@ def test_startup_lists_what_was_loaded(tmp_path: Path) -> None:
 )
 def test_config_errors_exit_2_with_one_line(tmp_path: Path, manifest: str, message: str) -> None:
     config = write(tmp_path / "c" / "bad.yaml", manifest).parent
-    result = subprocess.run(
-        [*CEMESH, "up", "--config", str(config), "--functions", str(tmp_path / "none")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cemesh("up", "--config", str(config), "--functions", str(tmp_path / "none"))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "bad.yaml" in result.stderr

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tests.builders import broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO, free_port
-from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, mesh_config, write
+from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, cemesh, mesh_config, write
 
 pytestmark = pytest.mark.e2e
 
@@ -154,14 +154,7 @@ async def post(url: str, head: dict[str, str], body: bytes = b"{}") -> tuple[int
 
 async def cli(mesh: MeshProcess, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `cemesh ...` against the mesh, off the event loop (the sink must keep answering)."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [*CEMESH, *args, "--url", mesh.url],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return await asyncio.to_thread(cemesh, *args, "--url", mesh.url, timeout=60)
 
 
 async def test_the_same_event_twice_is_delivered_once(
@@ -504,22 +497,8 @@ def test_bad_state_settings_exit_2_with_one_line(
     meta = "{name: default, annotations: {" + annotation + "}}" if annotation else "{name: default}"
     broker = f"apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {meta}\n"
     config = write(tmp_path / "c" / "broker.yaml", broker).parent
-    result = subprocess.run(
-        [
-            *CEMESH,
-            "up",
-            "--config",
-            str(config),
-            "--functions",
-            str(tmp_path / "none"),
-            "--state",
-            state,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    functions = str(tmp_path / "none")
+    result = cemesh("up", "--config", str(config), "--functions", functions, "--state", state)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert message in result.stderr

@@ -10,9 +10,8 @@ import pytest
 
 from brokers.rabbitmq import RabbitBroker
 from brokers.triggers import load_config
-from tests.conftest import REPO
 from tests.contract.conftest import amqp_url, unique_prefix
-from tests.e2e.harness import CEMESH, write
+from tests.e2e.harness import cemesh, write
 
 pytestmark = pytest.mark.connected
 
@@ -26,25 +25,9 @@ spec: {{broker: default, subscriber: {{uri: "http://127.0.0.1:9/"}}}}
 
 def _prune(config: Path, prefix: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CEMESH_BROKER_PREFIX": prefix}
-    return subprocess.run(
-        [
-            *CEMESH,
-            "topology",
-            "prune",
-            "--config",
-            str(config),
-            "--functions",
-            str(config / "none"),
-            "--broker",
-            amqp_url(),
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    functions = str(config / "none")
+    args = ["--config", str(config), "--functions", functions, "--broker", amqp_url(), *extra]
+    return cemesh("topology", "prune", *args, env=env, timeout=60)
 
 
 async def test_prune_lists_then_deletes_a_removed_triggers_queues(tmp_path: Path) -> None:
@@ -75,12 +58,6 @@ async def test_prune_lists_then_deletes_a_removed_triggers_queues(tmp_path: Path
 
 
 def test_prune_needs_rabbitmq() -> None:
-    result = subprocess.run(
-        [*CEMESH, "topology", "prune", "--broker", "memory://"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cemesh("topology", "prune", "--broker", "memory://")
     assert result.returncode == 2
     assert "RabbitMQ" in result.stderr
