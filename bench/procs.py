@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.workload import AMQP_URL, free_port
+from tests.builders import broker_yaml, documents, trigger_yaml, write
+from tests.e2e.harness import MeshProcess
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -141,35 +143,26 @@ class Sink:
 
 def mesh_config(directory: Path, sink: str | None) -> Path:
     """A config directory: broker default/default and, with a sink, one trigger to it."""
-    text = (
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\n"
-        "metadata: {name: default, namespace: default}\n"
-    )
+    parts = [broker_yaml()]
     if sink is not None:
-        text += (
-            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\n"
-            "metadata: {name: bench, namespace: default}\n"
-            "spec:\n  broker: default\n"
-            "  filters: [{exact: {type: com.example.order.created}}]\n"
-            f'  subscriber: {{uri: "{sink}/orders"}}\n'
-        )
-    (directory / "mesh.yaml").write_text(text, "utf-8")
+        created = [{"exact": {"type": "com.example.order.created"}}]
+        parts.append(trigger_yaml("bench", f"{sink}/orders", filters=created))
+    write(directory / "mesh.yaml", documents(*parts))
     (directory / "functions").mkdir(exist_ok=True)
     return directory
 
 
-class Mesh:
-    """`cemesh up --broker amqp://...` with a unique `CEMESH_BROKER_PREFIX`."""
+class Mesh(MeshProcess):
+    """`cemesh up --broker amqp://...` with a unique `CEMESH_BROKER_PREFIX`, on a config of
+    its own (`mesh_config`) in a temporary directory."""
 
     def __init__(self, prefix: str, sink: str | None, env: dict[str, str] | None = None) -> None:
-        self.prefix = prefix
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.sink = sink
-        self.env = {**os.environ, "CEMESH_BROKER_PREFIX": prefix, **(env or {})}
-        self.proc: subprocess.Popen[str] | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="cemesh-bench-")
-        self.output = ""
+        config = mesh_config(Path(self._dir.name), sink)
+        env = {"CEMESH_BROKER_PREFIX": prefix, **(env or {})}
+        super().__init__(config, config / "functions", extra=["--broker", AMQP_URL], env=env)
+        self.prefix = prefix
+        self.sink = sink
 
     @property
     def pid(self) -> int:
@@ -177,46 +170,13 @@ class Mesh:
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> Mesh:
-        config = mesh_config(Path(self._dir.name), self.sink)
-        self.proc = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "gateway.cli",
-                "up",
-                "--config",
-                str(config),
-                "--functions",
-                str(config / "functions"),
-                "--port",
-                str(self.port),
-                "--broker",
-                AMQP_URL,
-            ],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cemesh up exited:\n{self.stop()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"cemesh up not ready in {timeout}s:\n{self.stop()}")
+        super().start(timeout)
+        return self
 
     def stop(self) -> str:
-        if self.proc is not None:
-            self.output = stop_process(self.proc)
-            self.proc = None
+        output = super().stop()
         self._dir.cleanup()
-        return self.output
+        return output
 
 
 def loadgen(url: str, *options: str, timeout: float = 120.0) -> dict[str, Any]:
