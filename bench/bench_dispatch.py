@@ -33,7 +33,7 @@ from bench.procs import (
     mesh_config,
     stop_process,
 )
-from bench.report import Row
+from bench.report import Row, best_runs
 from bench.workload import AMQP_URL, DATA, attributes, unique_prefix
 
 EVENTS: Final = 6_000
@@ -126,10 +126,7 @@ def measure() -> tuple[dict[str, tuple[float, float]], float]:
     finally:
         sink.stop()
         asyncio.run(cleanup(prefix))
-    best = {
-        kind: (max(rate for rate, _ in values), min(cpu for _, cpu in values))
-        for kind, values in runs.items()
-    }
+    best = best_runs(runs)
     return best, load.percent()
 
 

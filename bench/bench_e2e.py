@@ -28,7 +28,7 @@ import asyncio
 from typing import Any, Final
 
 from bench.procs import Mesh, OtherLoad, Sink, cleanup, cpu_seconds, loadgen, running
-from bench.report import Row
+from bench.report import Row, best_runs
 from bench.workload import unique_prefix
 
 CONCURRENCY: Final = 64
@@ -97,10 +97,7 @@ def measure() -> tuple[dict[str, tuple[float, float]], dict[int, dict[str, float
     finally:
         asyncio.run(cleanup(prefix))
     best = {rate: min(runs, key=lambda s: s["p99_ms"]) for rate, runs in latencies.items()}
-    throughput = {
-        name: (max(rate for rate, _ in values), min(cpu for _, cpu in values))
-        for name, values in runs.items()
-    }
+    throughput = best_runs(runs)
     return throughput, best, load.percent()
 
 

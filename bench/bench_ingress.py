@@ -30,7 +30,7 @@ import time
 from typing import Final
 
 from bench.procs import Mesh, OtherLoad, cleanup, cpu_seconds, loadgen, running
-from bench.report import Row
+from bench.report import Row, best_runs
 from bench.workload import AMQP_URL, CONTENT_TYPE, DATA, attributes, unique_prefix
 
 RAW_EVENTS: Final = 20_000
@@ -139,10 +139,7 @@ def measure() -> tuple[dict[str, tuple[float, float]], float]:
                     time.sleep(SETTLE)
     finally:
         asyncio.run(cleanup(prefix, queues=[raw_queue, tap], exchanges=[raw_exchange]))
-    best = {
-        name: (max(rate for rate, _ in values), min(cpu for _, cpu in values))
-        for name, values in runs.items()
-    }
+    best = best_runs(runs)
     return best, load.percent()
 
 

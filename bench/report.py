@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,17 @@ def rate(count: int, seconds: float) -> float:
 def best_of(repeats: int, fn: Callable[[], float]) -> float:
     """The best of several runs of a throughput measurement (noise only ever slows down)."""
     return max(fn() for _ in range(repeats))
+
+
+def best_runs(
+    runs: Mapping[str, Sequence[tuple[float, float]]],
+) -> dict[str, tuple[float, float]]:
+    """Per kind, from its (events/s, CPU seconds per event) runs: the best rate and the lowest
+    CPU cost (noise only ever makes a run worse)."""
+    return {
+        kind: (max(rate for rate, _ in values), min(cpu for _, cpu in values))
+        for kind, values in runs.items()
+    }
 
 
 def timed(fn: Callable[[], object]) -> float:
