@@ -24,7 +24,10 @@ Semantics: the expression sees one variable, `data`, the JSON value of the data 
 string, number...). It must be a boolean expression; the event matches only when it evaluates to
 `true`. No data, data whose `datacontenttype` is not JSON, data that does not parse, or an
 evaluation error (a missing key, a type mismatch) is a non-match, logged at debug level, never
-an exception. The data is parsed at most once per event, whatever the number of data filters:
+an exception. The exception is CEL's iteration budget (cel-cpp's default, about 10,000
+comprehension iterations per evaluation): an event that exhausts it was not decided, so it is a
+non-match that is counted (`cemesh_data_filter_budget_exceeded_total`) and logged as a warning.
+The data is parsed at most once per event, whatever the number of data filters:
 the last event's CEL activation is cached (events are immutable and routed one at a time).
 """
 
@@ -33,6 +36,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 from brokers.event import Event, is_json_content_type
@@ -121,8 +126,11 @@ def compile_data_filter(body: Any, where: str) -> Predicate:
             return False
         try:
             result = evaluate(activation)
-        except Exception as exc:  # the binding reports errors as values; be safe regardless
-            log.debug("data filter %r raised on event %s: %s; no match", body, event.id, exc)
+        except Exception as exc:  # the binding reports most errors as values
+            if "budget" in str(exc).lower():
+                _over_budget(body, event)
+            else:
+                log.debug("data filter %r raised on event %s: %s; no match", body, event.id, exc)
             return False
         value = result.value()
         if value is True:
@@ -132,6 +140,36 @@ def compile_data_filter(body: Any, where: str) -> Predicate:
         return False
 
     return data_filter
+
+
+@dataclass(slots=True)
+class DataFilterStats:
+    """Evaluations that could not decide, for `cemesh_data_filter_budget_exceeded_total`."""
+
+    budget_exceeded: int = 0
+    _warned: float = -60.0
+
+
+stats = DataFilterStats()
+WARN_EVERY: Final = 10.0
+
+
+def _over_budget(body: str, event: Event) -> None:
+    """CEL stopped evaluating (its iteration budget): not a decision.
+    Counted and logged as a warning, never a silent miss: an event padded with cheap items to
+    hide an expensive one is seen."""
+    stats.budget_exceeded += 1
+    now = time.monotonic()
+    if now - stats._warned >= WARN_EVERY:
+        stats._warned = now
+        log.warning(
+            "data filter %r exceeded CEL's iteration budget on event %s (source %s): counted "
+            "as no match (%d so far)",
+            body,
+            event.id,
+            event.source,
+            stats.budget_exceeded,
+        )
 
 
 def _describe(message: str) -> str:

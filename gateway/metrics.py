@@ -45,6 +45,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from brokers.datafilter import stats as data_filter_stats
 from brokers.delivery import Destination
 from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, Response, Transport, dest_uri
 from brokers.errors import DeliveryTimeout
@@ -299,6 +300,11 @@ class _MeshCollector(Collector):
             "cemesh_ttl_dropped",
             "Replies dropped because knativebrokerttl was exhausted",
             value=stats.ttl_dropped,
+        )
+        yield CounterMetricFamily(
+            "cemesh_data_filter_budget_exceeded",
+            "data filter evaluations CEL stopped at its iteration budget (counted as no match)",
+            value=data_filter_stats.budget_exceeded,
         )
         reloads = CounterMetricFamily(
             "cemesh_config_reloads",

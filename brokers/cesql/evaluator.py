@@ -580,10 +580,11 @@ def _in_tables(
 class _Segment:
     """A run of a LIKE pattern between two `%`: literal characters and `_` wildcards."""
 
-    __slots__ = ("length", "literal", "regex")
+    __slots__ = ("length", "literal", "regex", "wildcards")
 
     def __init__(self, chars: list[str | None]) -> None:  # None stands for `_`
         self.length = len(chars)
+        self.wildcards = bool(chars) and all(c is None for c in chars)  # `___`: a length
         if None in chars:
             self.literal: str | None = None
             pattern = "".join("." if c is None else re.escape(c) for c in chars)
@@ -593,11 +594,15 @@ class _Segment:
             self.regex = None
 
     def at(self, text: str, pos: int) -> bool:
+        if self.wildcards:
+            return len(text) - pos >= self.length
         if self.regex is None:
             return text.startswith(cast(str, self.literal), pos)
         return self.regex.match(text, pos) is not None
 
     def find(self, text: str, start: int, end: int) -> int:
+        if self.wildcards:
+            return start if end - start >= self.length else -1
         if self.regex is None:
             return text.find(cast(str, self.literal), start, end)
         found = self.regex.search(text, start, end)

@@ -135,8 +135,22 @@ class Call:
 Node = Literal | Attribute | Exists | Not | Negate | Binary | Logical | Like | In | Call
 
 
+MAX_EXPRESSION_LENGTH: Final = 64 * 1024
+"""Longest expression accepted (about 4,000 OR-ed comparisons, loaded in under a second): a
+filter is compiled on every (re)load, and a 30,000-term chain would hold a load for seconds."""
+MAX_LIKE_PATTERN: Final = 256
+"""Longest LIKE pattern: with attributes bounded at ingress (8 KiB), a match stays linear and
+small whatever the pattern's `_` wildcards."""
+
+
 def parse_tree(text: str) -> Node:
     """The syntax tree of `text`. Raises CesqlParseError."""
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise CesqlParseError(
+            f"the expression is {len(text)} characters long, at most {MAX_EXPRESSION_LENGTH} "
+            "are accepted (split it across triggers, or use IN)",
+            MAX_EXPRESSION_LENGTH,
+        )
     return _Parser(tokenize(text)).parse()
 
 
@@ -276,6 +290,12 @@ class _Parser:
         if pattern.kind is not TokenKind.STRING:
             raise CesqlParseError(
                 f"the LIKE pattern must be a string literal, found {pattern.describe()}",
+                pattern.pos,
+            )
+        if len(pattern.value) > MAX_LIKE_PATTERN:
+            raise CesqlParseError(
+                f"the LIKE pattern is {len(pattern.value)} characters long, at most "
+                f"{MAX_LIKE_PATTERN} are accepted",
                 pattern.pos,
             )
         return Like(operand, pattern.value, negated, pos)
