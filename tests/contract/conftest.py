@@ -78,6 +78,38 @@ def event(index: int, type_: str = "com.example.test", **extra: Any) -> Event:
     return Event.create(attributes, f'{{"n":{index}}}'.encode())
 
 
+def typed(e: Event) -> dict[str, tuple[type, object]]:
+    """Attributes with their Python types (True == 1, so plain equality is not enough)."""
+    return {name: (type(value), value) for name, value in e.attributes.items()}
+
+
+def typed_events() -> list[Event]:
+    """Events a broker and an event log must give back exactly: attributes of every type
+    (integers at the 32-bit bound, booleans, text that needs escaping, a time with an
+    offset), binary data, no data, empty data, JSON data and JSON `null`."""
+    base = {"specversion": "1.0", "source": "/contract", "type": "com.example.typed"}
+    every_type = {
+        **base,
+        "id": "bin",
+        "datacontenttype": "application/octet-stream",
+        "count": 7,
+        "big": -(2**31),
+        "flag": True,
+        "off": False,
+        "text": 'héllo "wörld" %20 ☃',
+        "subject": "s/1",
+        "time": "2026-11-22T10:00:00.5+01:00",
+        "digits": "42",
+    }
+    return [
+        Event.create(every_type, bytes(range(256))),
+        Event.create({**base, "id": "nodata"}),
+        Event.create({**base, "id": "empty", "datacontenttype": "text/plain"}, b""),
+        Event.create({**base, "id": "json", "datacontenttype": "application/json"}, b'{"a":1}'),
+        Event.create({**base, "id": "null", "datacontenttype": "application/json"}, b"null"),
+    ]
+
+
 async def ack(message: Message) -> None:
     await message.ack()
 

@@ -16,12 +16,16 @@ import pytest
 from brokers.base import Broker, Message
 from brokers.errors import BrokerError, BrokerUnavailable, UnknownBroker
 from brokers.event import Event
-from tests.contract.conftest import BROKER, Inbox, OpenBroker, event, mesh, trigger
-
-
-def typed(event: Event) -> dict[str, tuple[type, object]]:
-    """Attributes with their Python types (True == 1, so plain equality is not enough)."""
-    return {name: (type(value), value) for name, value in event.attributes.items()}
+from tests.contract.conftest import (
+    BROKER,
+    Inbox,
+    OpenBroker,
+    event,
+    mesh,
+    trigger,
+    typed,
+    typed_events,
+)
 
 
 async def test_round_trip_keeps_typed_attributes_and_data(open_broker: OpenBroker) -> None:
@@ -29,28 +33,7 @@ async def test_round_trip_keeps_typed_attributes_and_data(open_broker: OpenBroke
     broker = await open_broker(mesh(everything))
     inbox = Inbox()
     await broker.consume(everything, inbox)
-    base = {"specversion": "1.0", "source": "/contract", "type": "com.example.typed"}
-    sent = [
-        Event.create(
-            {
-                **base,
-                "id": "bin",
-                "datacontenttype": "application/octet-stream",
-                "count": 7,
-                "big": -(2**31),
-                "flag": True,
-                "off": False,
-                "text": 'héllo "wörld" %20 ☃',
-                "subject": "s/1",
-                "time": "2026-11-22T10:00:00.5+01:00",
-                "digits": "42",
-            },
-            bytes(range(256)),
-        ),
-        Event.create({**base, "id": "nodata"}),
-        Event.create({**base, "id": "empty", "datacontenttype": "text/plain"}, b""),
-        Event.create({**base, "id": "json", "datacontenttype": "application/json"}, b'{"a":1}'),
-    ]
+    sent = typed_events()
     await broker.publish(BROKER, sent)
     got = {m.event.id: m for m in await inbox.take(len(sent))}
     for original in sent:

@@ -34,6 +34,7 @@ from brokers.state import (
 )
 from brokers.state.base import LogEntry, event_key, id_at
 from brokers.triggers import BrokerSpec, MeshConfig, TriggerSpec
+from tests.contract.conftest import typed, typed_events
 
 REDIS_URL: Final = os.environ.get("CEMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKER: Final = "default/default"
@@ -100,10 +101,6 @@ def _dedup_key(e: Event) -> str:
     return event_key(e.source, e.id)
 
 
-def typed(e: Event) -> dict[str, tuple[type, object]]:
-    return {name: (type(value), value) for name, value in e.attributes.items()}
-
-
 # marks
 
 
@@ -156,25 +153,7 @@ async def test_mark_and_release(state: State) -> None:
 
 
 async def test_log_round_trip_keeps_typed_attributes_and_data(state: State) -> None:
-    base = {"specversion": "1.0", "source": "/contract", "type": "com.example.typed"}
-    sent = [
-        Event.create(
-            {
-                **base,
-                "id": "bin",
-                "datacontenttype": "application/octet-stream",
-                "count": 7,
-                "flag": True,
-                "off": False,
-                "text": 'héllo "wörld" %20 ☃',
-                "digits": "42",
-            },
-            bytes(range(256)),
-        ),
-        Event.create({**base, "id": "nodata"}),
-        Event.create({**base, "id": "empty", "datacontenttype": "text/plain"}, b""),
-        Event.create({**base, "id": "null", "datacontenttype": "application/json"}, b"null"),
-    ]
+    sent = typed_events()
     ids = await state.append(BROKER, sent, 100)
     assert len(ids) == len(sent)
     got = await state.read(BROKER)

@@ -11,6 +11,7 @@ from brokers.errors import ConfigError
 from brokers.event import Event
 from brokers.triggers import FunctionSubscriptions, load_config
 from gateway.funcyaml import load_func_yaml
+from tests.builders import trigger_yaml
 from tests.conftest import REPO
 
 
@@ -57,40 +58,21 @@ spec:
 
 
 def test_filters_win_over_filter(tmp_path: Path) -> None:
-    config = load_config(
-        _write(
-            tmp_path,
-            """
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: t}
-spec:
-  broker: default
-  filter: {attributes: {type: legacy}}
-  filters: [{exact: {type: modern}}]
-  subscriber: {uri: "http://sink/"}
-""",
-        )
+    both = trigger_yaml(
+        "t",
+        "http://sink/",
+        namespace=None,
+        attributes={"type": "legacy"},
+        filters=[{"exact": {"type": "modern"}}],
     )
+    config = load_config(_write(tmp_path, both))
     (trigger,) = config.triggers
     assert dict(trigger.filter.exact) == {"type": "modern"}
 
 
 def test_empty_attribute_value_means_present(tmp_path: Path) -> None:
-    config = load_config(
-        _write(
-            tmp_path,
-            """
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: t}
-spec:
-  broker: default
-  filter: {attributes: {subject: ""}}
-  subscriber: {uri: "http://sink/"}
-""",
-        )
-    )
+    present = trigger_yaml("t", "http://sink/", namespace=None, attributes={"subject": ""})
+    config = load_config(_write(tmp_path, present))
     f = config.triggers[0].filter
     base = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
     assert f.matches(Event.create({**base, "subject": "x"}))
