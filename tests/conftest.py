@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from tests.contract.conftest import Fleet
     from tests.e2e.harness import Responder, Sink
+    from tests.fakekube import FakeKube
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,3 +51,30 @@ async def sink(sink_responder: Responder | None) -> AsyncIterator[Sink]:
 
     async with Sink(responder=sink_responder) as server:
         yield server
+
+
+@pytest.fixture
+def kube_namespaces() -> set[str]:
+    """The namespaces `kube` serves; a test module overrides this fixture for others."""
+    return {"default"}
+
+
+@pytest.fixture
+def kube(kube_namespaces: set[str]) -> Iterator[FakeKube]:
+    """A fake Kubernetes API server (tests/fakekube) validating Tekton objects against the
+    official CRDs; skips when the CRDs are not in ../shared."""
+    from tests import crds
+    from tests.fakekube import FakeKube
+
+    crds.require_shared()
+    with FakeKube(namespaces=kube_namespaces) as server:
+        yield server
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    """Meshes on the real RabbitMQ (tests.contract.conftest.Fleet), closed after the test."""
+    from tests.contract.conftest import Fleet
+
+    async with Fleet() as fleet:
+        yield fleet

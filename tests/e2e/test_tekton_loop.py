@@ -50,13 +50,6 @@ def sinks_yaml(sink: str) -> str:
 
 
 @pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    crds.require_shared()
-    with FakeKube(namespaces={"default"}) as server:
-        yield server
-
-
-@pytest.fixture
 def mesh(tmp_path: Path, kube: FakeKube, sink: Sink) -> Iterator[MeshProcess]:
     config = mesh_config(tmp_path, sinks_yaml(sink.url), name="sinks.yaml")
     write(config / "tekton-trigger.yaml", (REPO / "config/tekton/trigger.yaml").read_text())

@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,12 +26,6 @@ from tests.contract.conftest import (
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet() as fleet:
-        yield fleet
 
 
 async def test_a_pending_retry_survives_the_replica_and_keeps_its_count(fleet: Fleet) -> None:

@@ -104,12 +104,6 @@ class Proxy:
 
 
 @pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet() as fleet:
-        yield fleet
-
-
-@pytest.fixture
 async def proxy() -> AsyncIterator[Proxy]:
     target = urlsplit(amqp_url())
     proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5672)

@@ -5,8 +5,6 @@ What RabbitMQ holds is read back with `rabbitmqctl`, independently of the adapte
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from brokers.errors import BrokerError
@@ -23,12 +21,6 @@ from tests.contract.conftest import (
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet() as fleet:
-        yield fleet
 
 
 async def queues(prefix: str) -> dict[str, str]:

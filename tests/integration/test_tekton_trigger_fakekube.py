@@ -21,10 +21,8 @@ GROUP, VERSION, PLURAL = "tekton.dev", "v1", "pipelineruns"
 
 
 @pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    crds.require_shared()
-    with FakeKube(namespaces={"default", "ci"}) as server:
-        yield server
+def kube_namespaces() -> set[str]:
+    return {"default", "ci"}
 
 
 def _api_client(kube: FakeKube, tmp_path: Path) -> Any:

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
@@ -88,13 +88,6 @@ def binary(data: dict[str, Any], **attributes: str) -> tuple[dict[str, str], byt
         **{f"ce-{k}": v for k, v in attributes.items()},
     }
     return headers, json.dumps(data).encode()
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    crds.require_shared()
-    with FakeKube(namespaces={"default"}) as server:
-        yield server
 
 
 @pytest.fixture
