@@ -23,15 +23,8 @@ from aiohttp import web
 
 from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
-from tests.e2e.harness import (
-    MeshProcess,
-    Received,
-    Responder,
-    Sink,
-    copy_function,
-    mesh_config,
-    post,
-)
+from tests.e2e import harness
+from tests.e2e.harness import MeshProcess, Received, Responder, Sink
 
 pytestmark = pytest.mark.e2e
 
@@ -84,15 +77,15 @@ def sink_responder() -> Responder:
 @pytest.fixture
 def mesh(tmp_path: Path, sink: Sink) -> Iterator[MeshProcess]:
     _playwright()
-    config = mesh_config(tmp_path, mesh_yaml(sink.url))
-    copy_function(tmp_path / "functions", "greeter")
+    config = harness.mesh_config(tmp_path, mesh_yaml(sink.url))
+    harness.copy_function(tmp_path / "functions", "greeter")
     with MeshProcess(config, tmp_path / "functions") as process:
         yield process
 
 
 async def _post(url: str, event_id: str, event_type: str, data: bytes = b"{}") -> int:
     headers = binary(event_id, event_type, "/browser-test", **{"content-type": "application/json"})
-    status, _, _ = await post(url, headers, data)
+    status, _, _ = await harness.post(url, headers, data)
     return status
 
 

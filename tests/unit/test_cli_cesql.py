@@ -120,27 +120,25 @@ def test_cemesh_command_line_when_wired(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out) == {"result": True, "errors": []}
 
 
-def test_as_a_process() -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "gateway.cli_cesql", "source LIKE '/cemesh/%'"],
+def _cesql(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m gateway.cli_cesql ARGS...` run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli_cesql", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_as_a_process() -> None:
+    ok = _cesql("source LIKE '/cemesh/%'")
     assert (ok.returncode, json.loads(ok.stdout), ok.stderr) == (
         0,
         {"result": True, "errors": []},
         "",
     )
-    bad = subprocess.run(
-        [sys.executable, "-m", "gateway.cli_cesql", "AND"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = _cesql("AND")
     assert (bad.returncode, bad.stdout) == (2, "")
     assert len(bad.stderr.splitlines()) == 1
