@@ -8,6 +8,7 @@ bare ASGI endpoints (see ingress.py) added to the same router and to the OpenAPI
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokers.base import Broker
+from brokers.errors import BrokerError
 from brokers.state import State
+from cdevents.errors import CDEventsError
 from gateway.admin import admin_router
 from gateway.auth import load_tokens
 from gateway.direct import functions_router
@@ -28,6 +31,8 @@ from gateway.observability import install_observability
 from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
 from gateway.settings import Settings
 from gateway.webhooks import webhooks_router
+
+log = logging.getLogger(__name__)
 
 INGRESS_DOC = {
     "summary": "Publish CloudEvents to a broker (Knative broker ingress)",
@@ -114,6 +119,17 @@ def create_app(
         return problem_response(
             HTTPProblem(400, "Invalid Request", str(first["msg"]), field=field), request.url.path
         )
+
+    async def _known(request: Request, exc: Exception) -> Response:
+        # Typed errors are answers, not crashes: handled here, below Starlette's
+        # ServerErrorMiddleware, so no "Exception in ASGI application" traceback is logged.
+        problem = from_exception(exc)
+        if problem.status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(BrokerError, _known)
+    app.add_exception_handler(CDEventsError, _known)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,6 @@ The body is a CloudEvent in any HTTP mode, or plain JSON with `?type=` (and opti
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ from brokers.codec import from_http, media_type
 from brokers.delivery import Destination
 from brokers.dispatch import delivery_request, ingress_stamp
 from brokers.errors import DeliveryError
-from brokers.event import Event
+from brokers.event import Event, json_loads
 from gateway.problems import HTTPProblem, from_exception
 
 PASS_HEADERS = ("content-type", "retry-after")
@@ -92,7 +91,7 @@ def _event_of(
             400, "Not A CloudEvent", "send a CloudEvent, or a JSON body with ?type=", field="type"
         )
     try:
-        json.loads(body or b"null")
+        json_loads(body or b"null")  # orjson: too deep is a ValueError, not a RecursionError
     except ValueError as exc:
         raise HTTPProblem(
             400, "Invalid JSON", f"the body is not JSON: {exc}", field="body"

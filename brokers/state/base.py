@@ -157,6 +157,7 @@ def check_bound(text: str) -> str:
 
 
 def id_at(when: datetime, *, end: bool = False) -> str:
-    """The stream id bound for a time: the first id at that millisecond, or the last one."""
-    millis = int(when.timestamp() * 1000)
+    """The stream id bound for a time: the first id at that millisecond, or the last one.
+    Times before 1970 are the start of the log (stream ids cannot be negative)."""
+    millis = max(0, int(when.timestamp() * 1000))
     return f"{millis}-{MAX_SEQ}" if end else f"{millis}-0"

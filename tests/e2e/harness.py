@@ -99,6 +99,16 @@ class Sink:
             await asyncio.wait_for(self._arrived.wait_for(ready), timeout)
         return self.on(path)
 
+    async def wait_until(self, ready: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until `ready()` holds after some request arrived; False at the timeout."""
+        assert self._arrived is not None
+        try:
+            async with self._arrived:
+                await asyncio.wait_for(self._arrived.wait_for(ready), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def on(self, path: str | None) -> list[Received]:
         return [r for r in self.received if path is None or r.path == path]
 

@@ -114,9 +114,7 @@ def delivered(sink: Sink, trigger: str) -> set[str]:
 
 
 async def settle(sink: Sink, trigger: str, expected: set[str], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not expected <= delivered(sink, trigger) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await sink.wait_until(lambda: expected <= delivered(sink, trigger), timeout)
 
 
 @BROKERS
@@ -161,8 +159,8 @@ async def test_triggers_change_under_a_steady_stream(
         stop.set()
         await sending
     a, b = accepted.of("com.example.a"), accepted.of("com.example.b")
-    assert len(a) > 100
-    assert len(b) > 100
+    assert len(a) > 20  # a stream, even on a loaded machine
+    assert len(b) > 20
     await settle(sink, "keep", a)
     await settle(sink, "added", accepted.of("com.example.b", after=applied_add))
     await settle(sink, "gone", accepted.of("com.example.a", before=written_remove))
