@@ -3,6 +3,7 @@ hot path: the callable types, problem answers, and the tenant the guard admitted
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
@@ -32,3 +33,47 @@ async def send_problem(send: Send, problem: HTTPProblem, instance: str | None = 
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
+    """The request body: 413 as soon as it is over `limit` bytes, 408 when it takes longer
+    than `timeout` seconds (a slow body holds a request slot of its tenant meanwhile)."""
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HTTPProblem(
+                        400, "Client Disconnected", "the request body was not completed"
+                    )
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise HTTPProblem(
+            408,
+            "Request Timeout",
+            f"the request body did not arrive within {timeout:g}s",
+            headers={"connection": "close"},
+            field="body",
+        ) from None
+
+
+def _too_large(limit: int) -> HTTPProblem:
+    # The rest of the body is not read: the connection cannot be reused for the next request.
+    return HTTPProblem(
+        413,
+        "Content Too Large",
+        f"the request body is over {limit} bytes",
+        headers={"connection": "close"},
+        field="body",
+    )

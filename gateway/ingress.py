@@ -21,7 +21,7 @@ from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_re
 from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
 from brokers.state import duplicate_headers
-from gateway.asgi import Receive, Scope, Send, send_problem, tenant_of
+from gateway.asgi import Receive, Scope, Send, read_body, send_problem, tenant_of
 from gateway.problems import HTTPProblem, from_exception
 from gateway.settings import Settings
 
@@ -29,45 +29,6 @@ if TYPE_CHECKING:
     from gateway.mesh import Mesh
 
 log = logging.getLogger(__name__)
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
-    """The request body: 413 as soon as it is over `limit` bytes, 408 when it takes longer
-    than `timeout` seconds (a slow body holds a request slot of its tenant meanwhile)."""
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise HTTPProblem(
-                        400, "Client Disconnected", "the request body was not completed"
-                    )
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
-    except TimeoutError:
-        raise HTTPProblem(
-            408,
-            "Request Timeout",
-            f"the request body did not arrive within {timeout:g}s",
-            headers={"connection": "close"},
-            field="body",
-        ) from None
-
-
-def _too_large(limit: int) -> HTTPProblem:
-    return HTTPProblem(
-        413, "Content Too Large", f"the request body is over {limit} bytes", field="body"
-    )
 
 
 @dataclass(frozen=True, slots=True)

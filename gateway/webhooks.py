@@ -26,6 +26,7 @@ from cdevents import PayloadError, Translation
 from cdevents import github as github_translator
 from cdevents import gitlab as gitlab_translator
 from cdevents import tekton as tekton_translator
+from gateway.asgi import read_body
 from gateway.ingress import Ingress
 from gateway.problems import HTTPProblem, from_exception
 
@@ -134,10 +135,12 @@ def _require_secret(secret: str | None, mesh: Any, variable: str) -> None:
 
 
 async def _body(request: Request, mesh: Any) -> bytes:
-    body = await request.body()
-    if len(body) > mesh.settings.max_batch_bytes:
-        raise HTTPProblem(413, "Content Too Large", "the webhook body is too large", field="body")
-    return body
+    """The body, refused (413) as soon as it is over the batch limit while it streams in, and
+    408 when it is too slow: nothing unauthenticated is buffered beyond the limit."""
+    settings = mesh.settings
+    return await read_body(
+        request.scope, request.receive, settings.max_batch_bytes, settings.body_timeout
+    )
 
 
 def _header(request: Request, name: str) -> str:

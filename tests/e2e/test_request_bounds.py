@@ -167,3 +167,64 @@ async def test_request_heads_are_bounded(tmp_path: Path) -> None:
                 assert r.status == 202
     finally:
         await asyncio.to_thread(mesh.stop)
+
+
+def chunked_until_answered(port: int, path: str) -> tuple[bytes, int]:
+    """POST a chunked body of 1 MiB chunks until the server answers; (answer, bytes sent)."""
+    head = f"POST {path} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n"
+    head += "x-gitlab-event: Push Hook\r\ncontent-type: application/json\r\n\r\n"
+    chunk = b"100000\r\n" + b"x" * 0x100000 + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        sock.setblocking(False)
+        answer = b""
+        for _ in range(200):  # 200 MiB at most
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+            if answer:
+                break
+            try:
+                sock.setblocking(True)
+                sock.sendall(chunk)
+                sock.setblocking(False)
+            except OSError:
+                break
+            sent += len(chunk)
+        sock.setblocking(True)
+        while b"\r\n\r\n" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    return answer, sent
+
+
+@pytest.mark.e2e
+async def test_webhook_bodies_are_refused_while_they_stream(tmp_path: Path) -> None:
+    write(
+        tmp_path / "config" / "b.yaml",
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\n"
+        "metadata: {name: default, namespace: default}\n",
+    )
+    mesh = MeshProcess(tmp_path / "config", env={"CEMESH_ALLOW_UNSIGNED_WEBHOOKS": "1"})
+    await asyncio.to_thread(mesh.start)
+    try:
+        declared = (
+            b"POST /webhooks/github HTTP/1.1\r\nhost: x\r\ncontent-length: 209715200\r\n"
+            b"x-github-event: push\r\n\r\n"
+        )
+        answer, took = await asyncio.to_thread(raw_request, mesh.port, declared)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert took < 5
+        answer, sent = await asyncio.to_thread(
+            chunked_until_answered, mesh.port, "/webhooks/gitlab"
+        )
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sent <= 16 * 1024 * 1024  # the 4 MiB limit and what was in flight, not 200 MiB
+    finally:
+        await asyncio.to_thread(mesh.stop)
