@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml $(FUNCTION_REQS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python scripts/function_deps.py | xargs -r $(BIN)/python -m pip install --quiet
-	$(BIN)/python -m gateway.node_host install functions
+	$(BIN)/python -m gateway.hosting.node install functions
 	touch $(STAMP)
 
 run: install

@@ -69,7 +69,7 @@ def settings_from_env(env: Mapping[str, str]) -> Settings:
 
 
 def _default_app(settings: Settings) -> ASGIApp:
-    from gateway.app import create_app
+    from gateway.http.app import create_app
 
     app: ASGIApp = create_app(settings)
     return app
@@ -160,7 +160,7 @@ class Function:
         """Build the gateway from `cfg` and begin its startup (see the module docstring)."""
         settings = self._settings or settings_from_env(cfg)
         if self._settings is None:
-            from gateway.logs import configure
+            from gateway.observability.logs import configure
 
             configure(settings.log_level, settings.log_format)
         self._app = self._app_factory(settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 from brokers.state import check_state
 from brokers.triggers import MeshConfig, load_config
-from gateway.functions import FunctionProject, discover
+from gateway.hosting.python import FunctionProject, discover
 from gateway.settings import Settings
 
 

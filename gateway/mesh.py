@@ -17,13 +17,13 @@ from brokers.dispatch import Dispatcher
 from brokers.memory import MemoryBroker
 from brokers.state import Ledger, State, function_env, make_ledger
 from brokers.triggers import MeshConfig
-from gateway.functions import FunctionHost, FunctionProject
+from gateway.hosting.node import ProcessHost
+from gateway.hosting.python import FunctionHost, FunctionProject
+from gateway.hosting.transport import MeshTransport
 from gateway.loading import LoadedConfig, load_mesh
-from gateway.node_host import ProcessHost
 from gateway.reconciler import Reconciler
 from gateway.replies import ReplyHub
 from gateway.settings import Settings
-from gateway.transport import MeshTransport
 
 __all__ = ["LoadedConfig", "Mesh", "load_mesh", "make_broker"]
 log = logging.getLogger(__name__)

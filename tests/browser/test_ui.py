@@ -104,7 +104,7 @@ async def _line(stream: asyncio.StreamReader, what: str) -> str:
 async def test_ui_shows_events_with_their_triggers_and_outcomes(mesh: MeshProcess) -> None:
     async with aiohttp.ClientSession() as session, session.get(mesh.url + "/ui") as r:
         if r.status == 404:
-            pytest.skip("observability is not wired into gateway/app.py yet")
+            pytest.skip("observability is not wired into gateway/http/app.py yet")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / "ui.png"
     screenshot.unlink(missing_ok=True)

@@ -42,9 +42,9 @@ import yaml
 from brokers.codec import from_http
 from brokers.errors import InvalidEvent
 from function import Function, settings_from_env
-from gateway.functions import asgi_request
+from gateway.deploy.render import render
+from gateway.hosting.python import asgi_request
 from gateway.mesh import load_mesh
-from gateway.render import render
 from gateway.settings import Settings
 from tests.conftest import REPO, free_port
 

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from gateway.funcyaml import load_func_yaml
+from gateway.hosting.funcyaml import load_func_yaml
 from tests.conftest import REPO, shared_path
 
 FUNC_YAMLS = [REPO / "func.yaml", *sorted((REPO / "functions").glob("*/func.yaml"))]

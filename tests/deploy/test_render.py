@@ -20,10 +20,8 @@ import yaml
 
 from brokers.errors import ConfigError
 from brokers.triggers import load_config
-from gateway.cli_render import add_commands
-from gateway.funcyaml import load_func_yaml
-from gateway.mesh import LoadedConfig, load_mesh
-from gateway.render import (
+from gateway.cli.render import add_commands
+from gateway.deploy.render import (
     BROKER_CLASS_ANNOTATION,
     DEGRADED_ANNOTATION,
     MESH_CONFIG_KEY,
@@ -33,6 +31,8 @@ from gateway.render import (
     iso_duration,
     render,
 )
+from gateway.hosting.funcyaml import load_func_yaml
+from gateway.mesh import LoadedConfig, load_mesh
 from gateway.settings import Settings
 from tests import crds
 from tests.builders import broker_yaml, documents, subscriber, trigger_yaml

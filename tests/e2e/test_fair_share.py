@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from gateway.app import create_app
-from gateway.auth import hash_token
+from gateway.http.app import create_app
+from gateway.http.auth import hash_token
 from gateway.settings import Settings
 from tests.builders import broker_yaml
 from tests.e2e.harness import write

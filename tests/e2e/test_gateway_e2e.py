@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.auth import hash_token
+from gateway.http.app import create_app
+from gateway.http.auth import hash_token
 from gateway.settings import Settings
 from tests.conftest import REPO
 from tests.e2e.harness import cemesh

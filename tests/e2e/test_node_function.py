@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.node_host import Tools, Unavailable, ensure_dependencies
+from gateway.hosting.node import Tools, Unavailable, ensure_dependencies
 from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO
 from tests.e2e.harness import MeshProcess, Sink, mesh_config, post
@@ -134,7 +134,7 @@ def test_node_host_install_command_warns_instead_of_failing(tmp_path: Path) -> N
     functions = tmp_path / "functions"
     shutil.copytree(HELLO, functions / "hello-node", ignore=shutil.ignore_patterns("node_modules"))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.node_host", "install", str(functions)],
+        [sys.executable, "-m", "gateway.hosting.node", "install", str(functions)],
         cwd=REPO,
         env={**os.environ, "PATH": str(tmp_path)},
         capture_output=True,

@@ -73,7 +73,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 async def _metrics(url: str) -> Samples:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as r:
         if r.status == 404:
-            pytest.skip("observability is not wired into gateway/app.py yet")
+            pytest.skip("observability is not wired into gateway/http/app.py yet")
         assert r.status == 200
         text = await r.text()
     return {

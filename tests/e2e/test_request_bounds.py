@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from brokers.event import Event
-from gateway.ingress import AttributeLimits, check_attributes
-from gateway.problems import HTTPProblem
+from gateway.http.ingress import AttributeLimits, check_attributes
+from gateway.http.problems import HTTPProblem
 from tests.e2e.harness import MeshProcess, Sink, write
 
 AMQP_URL: Final = os.environ.get("CEMESH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")

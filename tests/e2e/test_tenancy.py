@@ -19,9 +19,9 @@ import pytest
 
 from brokers.errors import ConfigError
 from brokers.triggers import RESERVED_NAMESPACES, load_config
-from gateway.app import create_app
-from gateway.auth import hash_token
-from gateway.guard import classify
+from gateway.http.app import create_app
+from gateway.http.auth import hash_token
+from gateway.http.guard import classify
 from gateway.settings import Settings
 from tests.e2e.harness import Sink, write
 

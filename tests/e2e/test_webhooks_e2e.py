@@ -14,7 +14,7 @@ import aiohttp
 import httpx
 import pytest
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.conftest import REPO
 from tests.e2e.harness import MeshProcess, Sink, write

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import hash_token
+from gateway.http.auth import hash_token
 from tests.e2e.test_gateway_e2e import GREET, client
 
 pytestmark = pytest.mark.connected

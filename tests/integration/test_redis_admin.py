@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from brokers.state import MemoryState, State
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.settings import Settings
 from tests.builders import broker_yaml, documents, trigger_yaml
 

@@ -16,9 +16,9 @@ import httpx
 from fastapi import FastAPI
 
 from brokers.memory import MemoryBroker
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.mesh import Mesh
-from gateway.observability import Observability
+from gateway.observability.observer import Observability
 from gateway.settings import Settings
 from tests.builders import binary as binary  # re-exported with the rest of the toolkit
 from tests.builders import broker_yaml, documents, sink_function, trigger_yaml, write

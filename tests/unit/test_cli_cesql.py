@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway import cli_cesql
+from gateway.cli import cesql as cli_cesql
 from tests.conftest import REPO
 
 
@@ -121,9 +121,9 @@ def test_cemesh_command_line_when_wired(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def _cesql(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m gateway.cli_cesql ARGS...` run to its end."""
+    """`python -m gateway.cli.cesql ARGS...` run to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli_cesql", *args],
+        [sys.executable, "-m", "gateway.cli.cesql", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

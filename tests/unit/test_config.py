@@ -10,7 +10,7 @@ from brokers.delivery import parse_duration
 from brokers.errors import ConfigError
 from brokers.event import Event
 from brokers.triggers import FunctionSubscriptions, load_config
-from gateway.funcyaml import load_func_yaml
+from gateway.hosting.funcyaml import load_func_yaml
 from tests.builders import trigger_yaml
 from tests.conftest import REPO
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import hash_token
-from gateway.guard import Rule, classify
+from gateway.http.auth import hash_token
+from gateway.http.guard import Rule, classify
 from tests.builders import trigger_yaml, write
 from tests.conftest import REPO
 from tests.unit.inprocess import Gateway, binary, gateway, retrying, until

@@ -13,7 +13,7 @@ import pytest
 
 from brokers.dispatch import Outcome
 from brokers.event import Event
-from gateway.live import Client, EventStream, LiveHub, _next_chunk, ui_page
+from gateway.observability.live import Client, EventStream, LiveHub, _next_chunk, ui_page
 from tests.unit.inprocess import Gateway, binary, gateway, route, until
 
 

@@ -13,7 +13,7 @@ import pytest
 from brokers.delivery import Destination
 from brokers.dispatch import Response
 from brokers.event import Event
-from gateway.tracing import (
+from gateway.observability.tracing import (
     TraceContext,
     TraceContextFilter,
     TracedTransport,
@@ -264,7 +264,7 @@ def test_a_configured_endpoint_without_the_sdk_warns_and_runs(
 ) -> None:
     monkeypatch.setitem(sys.modules, missing, None)  # what an uninstalled package looks like
     monkeypatch.setitem(sys.modules, missing + ".trace_exporter", None)
-    with caplog.at_level(logging.WARNING, logger="gateway.tracing"):
+    with caplog.at_level(logging.WARNING, logger="gateway.observability.tracing"):
         assert otel_spans("http://collector:4318") is None
     assert "not installed" in caplog.text
     (stamped,) = Tracing(spans=None).stamp({"traceparent": PARENT}, [event()])

@@ -22,11 +22,11 @@ from brokers.errors import (
     SubscriberUnreachable,
 )
 from brokers.event import Event
-from gateway.functions import FunctionHost, FunctionProject, HostedFunction
-from gateway.funcyaml import FuncYaml
-from gateway.metrics import delivery_code
-from gateway.problems import from_exception
-from gateway.transport import MeshTransport, translated
+from gateway.hosting.funcyaml import FuncYaml
+from gateway.hosting.python import FunctionHost, FunctionProject, HostedFunction
+from gateway.hosting.transport import MeshTransport, translated
+from gateway.http.problems import from_exception
+from gateway.observability.metrics import delivery_code
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ from typing import Any
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.http_limits import bounded_protocol
-from gateway.live import LiveAwareServer
+from gateway.http.app import create_app
+from gateway.http.limits import bounded_protocol
 from gateway.mesh import LoadedConfig, Mesh
+from gateway.observability.live import LiveAwareServer
 from gateway.settings import Settings
 from gateway.watch import ConfigWatcher
 

@@ -20,7 +20,7 @@ import aiohttp
 from brokers.delivery import Destination
 from brokers.dispatch import Response
 from brokers.errors import DeliveryError, DeliveryTimeout, SubscriberUnreachable
-from gateway.functions import FunctionHost
+from gateway.hosting.python import FunctionHost
 
 ERRORS: Final[tuple[tuple[type[BaseException], type[DeliveryError]], ...]] = (
     (TimeoutError, DeliveryTimeout),  # asyncio's, and aiohttp's ServerTimeoutError family

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from gateway import cli_errors
-from gateway.cli_errors import FAILED, USAGE, CLIError
+from gateway.cli import errors as cli_errors
+from gateway.cli.errors import FAILED, USAGE, CLIError
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 _RELATIVE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", re.IGNORECASE)

@@ -26,9 +26,9 @@ from cdevents import PayloadError, Translation
 from cdevents import github as github_translator
 from cdevents import gitlab as gitlab_translator
 from cdevents import tekton as tekton_translator
-from gateway.asgi import read_body
-from gateway.ingress import Ingress
-from gateway.problems import HTTPProblem, from_exception
+from gateway.http.asgi import read_body
+from gateway.http.ingress import Ingress
+from gateway.http.problems import HTTPProblem, from_exception
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Published: the events are listed"}

@@ -32,7 +32,7 @@ from brokers.event import Event
 from brokers.state import TARGET_EXTENSION, target_extensions
 from brokers.state.base import LogEntry, StateUnavailable, check_bound, id_at, parse_id
 from brokers.triggers import TriggerSpec
-from gateway.problems import PROBLEM_JSON, HTTPProblem, from_exception, not_ready
+from gateway.http.problems import PROBLEM_JSON, HTTPProblem, from_exception, not_ready
 
 if TYPE_CHECKING:
     from gateway.mesh import Mesh

@@ -33,7 +33,7 @@ import yaml
 
 from brokers.delivery import DeliverySpec, Destination
 from brokers.triggers import BrokerSpec, MeshConfig, TriggerSpec
-from gateway.functions import FunctionProject
+from gateway.hosting.python import FunctionProject
 from gateway.mesh import LoadedConfig
 
 Target = Literal["knative", "standalone"]

@@ -20,7 +20,7 @@ from brokers.delivery import Destination
 from brokers.dispatch import delivery_request, ingress_stamp
 from brokers.errors import DeliveryError
 from brokers.event import Event, json_loads
-from gateway.problems import HTTPProblem, from_exception
+from gateway.http.problems import HTTPProblem, from_exception
 
 PASS_HEADERS = ("content-type", "retry-after")
 

@@ -10,7 +10,7 @@ of the answer); 2 with one line on stderr when the expression does not parse or 
 is unusable.
 
 The module does not import gateway.cli, which registers it through `add_commands`, and also
-runs as `python -m gateway.cli_cesql`.
+runs as `python -m gateway.cli.cesql`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from brokers.cesql import CesqlParseError, parse
 from brokers.codec import from_json_object
 from brokers.errors import InvalidEvent
 from brokers.event import Event
-from gateway import cli_errors
-from gateway.cli_errors import USAGE, CLIError
+from gateway.cli import errors as cli_errors
+from gateway.cli.errors import USAGE, CLIError
 
 DEFAULT_EVENT: Final[dict[str, Any]] = {
     "specversion": "1.0",

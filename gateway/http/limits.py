@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of
+from gateway.http.problems import PROBLEM_JSON, HTTPProblem, body_of
 
 log = logging.getLogger(__name__)
 MAX_HEAD_BYTES: Final = 64 * 1024

@@ -21,16 +21,16 @@ from brokers.base import Broker
 from brokers.errors import BrokerError
 from brokers.state import State
 from cdevents.errors import CDEventsError
-from gateway.admin import admin_router
-from gateway.auth import load_tokens
-from gateway.direct import functions_router
-from gateway.guard import Guard, StateRateLimiter, function_namespace_lookup
-from gateway.ingress import Ingress, RequestReply
+from gateway.http.admin import admin_router
+from gateway.http.auth import load_tokens
+from gateway.http.direct import functions_router
+from gateway.http.guard import Guard, StateRateLimiter, function_namespace_lookup
+from gateway.http.ingress import Ingress, RequestReply
+from gateway.http.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
+from gateway.http.webhooks import webhooks_router
 from gateway.mesh import LoadedConfig, Mesh
-from gateway.observability import install_observability
-from gateway.problems import PROBLEM_JSON, HTTPProblem, body_of, from_exception
+from gateway.observability.observer import install_observability
 from gateway.settings import Settings
-from gateway.webhooks import webhooks_router
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Errors end with one line on stderr and a non-zero exit (2 for bad input or configuration; the
 admin commands use 1 when the mesh refused or could not be reached): commands raise `CLIError`
-(gateway/cli_errors.py) and `main` alone prints it.
+(gateway/cli/errors.py) and `main` alone prints it.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from pathlib import Path
 from brokers.codec import from_http, to_binary, to_structured
 from brokers.errors import InvalidEvent
 from brokers.event import Event
-from gateway import cli_cesql, cli_errors
-from gateway.cli_admin import add_commands as add_admin_commands
-from gateway.cli_errors import CLIError
-from gateway.cli_render import add_commands as add_render_commands
-from gateway.cli_settings import settings_from
-from gateway.cli_topology import add_commands as add_topology_commands
+from gateway.cli import cesql as cli_cesql
+from gateway.cli import errors as cli_errors
+from gateway.cli.admin import add_commands as add_admin_commands
+from gateway.cli.errors import CLIError
+from gateway.cli.render import add_commands as add_render_commands
+from gateway.cli.settings import settings_from
+from gateway.cli.topology import add_commands as add_topology_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from gateway.auth import load_tokens
-    from gateway.logs import configure
+    from gateway.http.auth import load_tokens
+    from gateway.http.server import serve, summary
     from gateway.mesh import load_mesh
-    from gateway.server import serve, summary
+    from gateway.observability.logs import configure
 
     settings = settings_from(args)
     configure(settings.log_level, settings.log_format)
@@ -131,7 +132,7 @@ def is_loopback(host: str) -> bool:
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
-    from gateway.auth import new_token
+    from gateway.http.auth import new_token
 
     token, digest = new_token()
     namespaces = args.namespaces or ["default"]

@@ -21,8 +21,8 @@ from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_re
 from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
 from brokers.state import duplicate_headers
-from gateway.asgi import Receive, Scope, Send, read_body, send_problem, tenant_of
-from gateway.problems import HTTPProblem, from_exception
+from gateway.http.asgi import Receive, Scope, Send, read_body, send_problem, tenant_of
+from gateway.http.problems import HTTPProblem, from_exception
 from gateway.settings import Settings
 
 if TYPE_CHECKING:

@@ -30,13 +30,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from brokers.dispatch import Transport
 from brokers.event import Event
 from brokers.triggers import TriggerSpec
-from gateway.ingress import Ingress
-from gateway.live import QUEUE_SIZE, EventStream, LiveHub, ui_page
+from gateway.http.ingress import Ingress
+from gateway.http.problems import PROBLEM_JSON, HTTPProblem
 from gateway.loading import LoadedConfig
-from gateway.metrics import CONTENT_TYPE, UNKNOWN, Metrics, TimedTransport
-from gateway.problems import PROBLEM_JSON, HTTPProblem
-from gateway.settings import Settings
-from gateway.tracing import (
+from gateway.observability.live import QUEUE_SIZE, EventStream, LiveHub, ui_page
+from gateway.observability.metrics import CONTENT_TYPE, UNKNOWN, Metrics, TimedTransport
+from gateway.observability.tracing import (
     RequestTrace,
     TracedTransport,
     Tracing,
@@ -44,6 +43,7 @@ from gateway.tracing import (
     otel_spans,
     stamp_reply,
 )
+from gateway.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.mesh import Mesh

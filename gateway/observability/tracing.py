@@ -157,7 +157,8 @@ current_trace_id: ContextVar[str | None] = ContextVar("cemesh_trace_id", default
 
 class TraceContextFilter(logging.Filter):
     """Adds `trace_id` to log records: from the record's bound `traceparent`, else from the
-    request being served. Install it on the handler (gateway/logs.py) so every logger gets it.
+    request being served. Install it on the handler (observability/logs.py) so every logger
+    gets it.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -1,4 +1,4 @@
-"""`cemesh render`: write the Kubernetes manifests of the mesh (see gateway/render.py).
+"""`cemesh render`: write the Kubernetes manifests of the mesh (see gateway/deploy/render.py).
 
 Imports of the mesh and renderer wait for the command to run: `cemesh send` stays light.
 
@@ -52,9 +52,9 @@ def add_commands(subparsers: Any) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from gateway.cli_settings import settings_from
+    from gateway.cli.settings import settings_from
+    from gateway.deploy.render import DEFAULT_IMAGE, RenderOptions, render, write
     from gateway.mesh import load_mesh
-    from gateway.render import DEFAULT_IMAGE, RenderOptions, render, write
 
     settings = settings_from(args)
     loaded = load_mesh(settings)

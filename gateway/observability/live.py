@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, reply_stamp
 from brokers.event import Event
 from brokers.triggers import MeshConfig, TriggerSpec
-from gateway.metrics import delivery_code
+from gateway.observability.metrics import delivery_code
 
 QUEUE_SIZE: Final = 1000
 HEARTBEAT: Final = 15.0

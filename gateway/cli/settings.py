@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Final
 
-from gateway.cli_errors import CLIError
+from gateway.cli.errors import CLIError
 
 if TYPE_CHECKING:
     from gateway.settings import Settings

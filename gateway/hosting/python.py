@@ -21,7 +21,7 @@ from typing import Any
 from brokers.dispatch import Response
 from brokers.errors import ConfigError, SubscriberUnreachable
 from brokers.triggers import FunctionSubscriptions
-from gateway.funcyaml import FuncYaml, load_func_yaml
+from gateway.hosting.funcyaml import FuncYaml, load_func_yaml
 
 log = logging.getLogger(__name__)
 ASGIApp = Any

@@ -5,8 +5,8 @@ apps in one process, and a global registry would refuse the second app's metrics
 counts of both.
 
 Where the numbers come from, chosen to keep the ingress hot path cheap:
-- ingress requests and their latency: the HTTP observer (gateway/observability.py), once per
-  request, labelled by broker (`unknown` for brokers that do not exist, so a scanner cannot
+- ingress requests and their latency: the HTTP observer (observability/observer.py), once
+  per request, labelled by broker (`unknown` for brokers that do not exist, so a scanner cannot
   create unbounded label values) and status;
 - accepted events: the ingress `accepted_listeners`;
 - delivery attempts and the latency from arrival to the end of each attempt: the dispatcher's

@@ -7,7 +7,7 @@ Each one is started on a free loopback port and its URL registered in
 function: binary mode, `Prefer: reply`, a CloudEvent in the answer goes back into the broker.
 
 Why dependencies are installed here too: `node_modules/` is not committed. `make install` runs
-`python -m gateway.node_host install functions`; when it has not (or package.json changed since),
+`python -m gateway.hosting.node install functions`; when it has not (or package.json changed since),
 `cemesh up` runs `npm ci` once, under a lock so that concurrent meshes do not race. When node or
 npm is missing, or the install fails (no registry), the function is skipped with one warning
 line naming it and the triggers routed to it. Those deliveries then fail as to any unreachable
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -36,7 +37,7 @@ from typing import IO, Final
 import aiohttp
 
 from brokers.triggers import TriggerSpec
-from gateway.functions import FunctionProject, discover
+from gateway.hosting.python import FunctionProject, discover
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ RUNTIME_BIN: Final = Path("node_modules/faas-js-runtime/bin/cli.js")
 INSTALL_TIMEOUT: Final = 300.0
 STARTUP_TIMEOUT: Final = 30.0
 STOP_GRACE: Final = 5.0
+PR_SET_PDEATHSIG: Final = 1  # <sys/prctl.h>
 
 
 class Unavailable(Exception):
@@ -143,6 +145,8 @@ class ProcessHost:
             stderr=asyncio.subprocess.STDOUT,
             # Its own session: Ctrl-C reaches the mesh, which drains deliveries, then stops it.
             start_new_session=True,
+            # and it ends with the mesh whatever ends the mesh (SIGKILL, a crash): no orphans
+            preexec_fn=_die_with_parent,
         )
         running = RunningFunction(project, process, f"http://127.0.0.1:{port}/")
         running.output = asyncio.create_task(_relay(project.name, process))
@@ -152,6 +156,13 @@ class ProcessHost:
             await _terminate(running, 1.0)
             raise
         return running
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it ends (Linux)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def entry_point(directory: Path) -> str:
@@ -306,13 +317,13 @@ def install_all(functions: Path, tools: Tools | None = None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m gateway.node_host install [FUNCTIONS_DIR]` (what `make install` runs).
+    """`python -m gateway.hosting.node install [FUNCTIONS_DIR]` (what `make install` runs).
 
     Warns instead of failing: a Python-only user needs neither node nor npm.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "install":
-        print("usage: python -m gateway.node_host install [FUNCTIONS_DIR]", file=sys.stderr)
+        print("usage: python -m gateway.hosting.node install [FUNCTIONS_DIR]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     directory = Path(args[1] if len(args) > 1 else "functions")

@@ -26,8 +26,8 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from gateway.cli_errors import CLIError
-    from gateway.cli_settings import settings_from
+    from gateway.cli.errors import CLIError
+    from gateway.cli.settings import settings_from
     from gateway.mesh import load_mesh, make_broker
 
     settings = settings_from(args)

@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Final
 
-from gateway.tracing import TraceContextFilter
+from gateway.observability.tracing import TraceContextFilter
 
 BOUND: Final = (
     "ce_id",

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import parse_qs
 
 from brokers.state import State
-from gateway.asgi import TENANT_KEY, Receive, Scope, Send, send_problem
-from gateway.auth import Token, TokenStore
-from gateway.problems import HTTPProblem
+from gateway.http.asgi import TENANT_KEY, Receive, Scope, Send, send_problem
+from gateway.http.auth import Token, TokenStore
+from gateway.http.problems import HTTPProblem
 
 OPEN_PATHS: Final = frozenset(
     {
