@@ -48,7 +48,7 @@ async def _fill(prefix: str, sink: str, count: int) -> None:
     from pathlib import Path
 
     from brokers.event import Event
-    from brokers.rabbitmq import RabbitBroker
+    from brokers.rabbitmq.broker import RabbitBroker
     from brokers.triggers import load_config
 
     with tempfile.TemporaryDirectory() as tmp:

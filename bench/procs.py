@@ -199,7 +199,7 @@ async def cleanup(prefix: str, queues: Sequence[str] = (), exchanges: Sequence[s
     """Delete everything cemesh declared under `prefix`, and the benchmark's own objects."""
     import aio_pika
 
-    from brokers.rabbitmq import RabbitBroker
+    from brokers.rabbitmq.broker import RabbitBroker
 
     try:
         await RabbitBroker(AMQP_URL, prefix=prefix).delete_everything()

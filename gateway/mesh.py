@@ -38,7 +38,7 @@ def make_broker(url: str, prefix: str = "cemesh", settings: Settings | None = No
             max_queue_bytes=settings.memory_queue_bytes,
         )
     if url.startswith(("amqp://", "amqps://")):
-        from brokers.rabbitmq import RabbitBroker
+        from brokers.rabbitmq.broker import RabbitBroker
 
         broker: Broker = RabbitBroker(url, prefix=prefix, connection_name=f"cemesh {prefix}")
         return broker

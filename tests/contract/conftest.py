@@ -155,7 +155,7 @@ async def open_broker(broker_kind: str) -> AsyncIterator[OpenBroker]:
         if broker_kind == "memory":
             broker = MemoryBroker()
         else:
-            from brokers.rabbitmq import RabbitBroker
+            from brokers.rabbitmq.broker import RabbitBroker
 
             broker = RabbitBroker(amqp_url(), prefix=unique_prefix(), publish_timeout=3.0)
         await broker.open(config)
@@ -183,7 +183,7 @@ class Fleet:
         url: str | None = None,
         **options: Any,
     ) -> Any:
-        from brokers.rabbitmq import RabbitBroker
+        from brokers.rabbitmq.broker import RabbitBroker
 
         options.setdefault("publish_timeout", 3.0)
         broker = RabbitBroker(url or amqp_url(), prefix=prefix or unique_prefix(), **options)
@@ -195,7 +195,7 @@ class Fleet:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        from brokers.rabbitmq import RabbitBroker
+        from brokers.rabbitmq.broker import RabbitBroker
 
         for broker in self.brokers:
             with contextlib.suppress(Exception):  # a failed test must still clean up

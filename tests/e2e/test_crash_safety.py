@@ -41,7 +41,7 @@ async def sink() -> AsyncIterator[Sink]:
 async def _cleanup(prefix: str) -> None:
     from redis.asyncio import Redis
 
-    from brokers.rabbitmq import RabbitBroker
+    from brokers.rabbitmq.broker import RabbitBroker
     from brokers.triggers import MeshConfig
 
     broker = RabbitBroker(AMQP_URL, prefix=prefix)

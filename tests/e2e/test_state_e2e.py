@@ -109,7 +109,7 @@ def ns(broker_url: str) -> Iterator[str]:
 
 async def _drop_namespace(ns: str) -> None:
     """Delete the queues and exchanges a test namespace left in RabbitMQ."""
-    from brokers.rabbitmq import RabbitBroker
+    from brokers.rabbitmq.broker import RabbitBroker
     from brokers.triggers import MeshConfig
 
     broker = RabbitBroker(AMQP_URL)

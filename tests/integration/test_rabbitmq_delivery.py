@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from brokers.amqp import WireMessage
 from brokers.base import DeadLetter, Message
+from brokers.rabbitmq.wire import WireMessage
 from tests.contract.conftest import (
     BROKER,
     REPO_ROOT,
@@ -88,7 +88,7 @@ async def test_a_replica_killed_mid_delivery_loses_nothing(fleet: Fleet) -> None
 
 CHILD = """
 import asyncio, sys
-from brokers.rabbitmq import RabbitBroker
+from brokers.rabbitmq.broker import RabbitBroker
 from tests.contract.conftest import amqp_url, mesh, trigger
 
 async def main():

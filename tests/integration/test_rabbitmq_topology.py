@@ -121,7 +121,7 @@ async def test_prune_lists_then_deletes_what_the_config_dropped(fleet: Fleet) ->
 
 
 async def test_plan_prune_works_without_opening(fleet: Fleet) -> None:
-    from brokers.rabbitmq import RabbitBroker
+    from brokers.rabbitmq.broker import RabbitBroker
 
     first = await fleet.new(mesh(trigger("gone")))
     await first.close()
@@ -144,7 +144,7 @@ async def test_parallelism_change_keeps_the_existing_queue(fleet: Fleet) -> None
 
 async def test_queue_name_collisions_are_config_errors() -> None:
     from brokers.errors import ConfigError
-    from brokers.rabbitmq import RabbitBroker
+    from brokers.rabbitmq.broker import RabbitBroker
 
     broker = RabbitBroker(amqp_url(), prefix=unique_prefix())
     with pytest.raises(ConfigError, match="also used by"):

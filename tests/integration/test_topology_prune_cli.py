@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers.rabbitmq import RabbitBroker
+from brokers.rabbitmq.broker import RabbitBroker
 from brokers.triggers import load_config
 from tests.contract.conftest import amqp_url, unique_prefix
 from tests.e2e.harness import cemesh, write

@@ -6,39 +6,43 @@ from datetime import UTC, datetime
 
 import pytest
 
-from brokers.amqp import (
-    ATTEMPT_HEADER,
-    DATA_HEADER,
-    DEAD_LETTER_QUEUE_ARGUMENTS,
-    PARKED_HEADER,
-    TYPES_HEADER,
-    Binding,
-    Names,
-    binding_arguments,
-    dead_letter_id,
-    delay_bucket,
+from brokers.delivery import Destination
+from brokers.errors import ConfigError, InvalidEvent
+from brokers.event import Event
+from brokers.filters import compile_attributes, compile_filters
+from brokers.rabbitmq.registry import (
     deleted_record,
     exchange_record,
     fold_records,
-    from_amqp,
-    fully_matched,
-    masked_url,
-    new_message_id,
-    parked_at,
-    plan_topology,
     prune_candidates,
     queue_record,
     stale_bindings,
     sync_nonce,
     sync_record,
-    to_amqp,
+)
+from brokers.rabbitmq.topology import (
+    DEAD_LETTER_QUEUE_ARGUMENTS,
+    Binding,
+    Names,
+    binding_arguments,
+    fully_matched,
+    plan_topology,
     trigger_queue_arguments,
+)
+from brokers.rabbitmq.wire import (
+    ATTEMPT_HEADER,
+    DATA_HEADER,
+    PARKED_HEADER,
+    TYPES_HEADER,
+    dead_letter_id,
+    delay_bucket,
+    from_amqp,
+    masked_url,
+    new_message_id,
+    parked_at,
+    to_amqp,
     with_heartbeat,
 )
-from brokers.delivery import Destination
-from brokers.errors import ConfigError, InvalidEvent
-from brokers.event import Event
-from brokers.filters import compile_attributes, compile_filters
 from brokers.triggers import BrokerSpec, MeshConfig, TriggerSpec
 
 BASE = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}
