@@ -14,26 +14,16 @@ what happens to them (DESIGN section 4):
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
 import logging
-import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from brokers.base import Broker, Message
-from brokers.codec import from_http, to_binary
-from brokers.delivery import DeliverySpec, Destination
+from brokers.delivery import DeliverySpec
 from brokers.errors import (
     BrokerError,
-    DeliveryError,
-    DeliveryRejected,
-    InvalidEvent,
-    InvalidReply,
 )
 from brokers.event import Event
 from brokers.triggers import MeshConfig, TriggerSpec
@@ -41,191 +31,17 @@ from brokers.triggers import MeshConfig, TriggerSpec
 if TYPE_CHECKING:
     from brokers.state import Ledger
 
+from brokers.knative import (
+    error_extensions,
+    ingress_stamp,
+    reply_stamp,
+    route_reply,
+)
+from brokers.transport import Outcome, Transport, attempt
+
 log = logging.getLogger(__name__)
 
-TTL_ATTRIBUTE: Final = "knativebrokerttl"
-ARRIVAL_ATTRIBUTE: Final = "knativearrivaltime"
-DEFAULT_TTL: Final = 255
-RETRYABLE: Final = frozenset({404, 408, 409, 429})
-ERROR_DATA_LIMIT: Final = 1024
 MAX_REDELIVERY_DELAY: Final = 3600.0
-CORRELATION_ID: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,62}):([0-9a-f]{32})")
-"""`<replica>:<128 random bits in hex>`: what request-reply stamps as `correlationid`."""
-REPLY_ORIGIN: Final = "cemeshreplyorigin"
-"""Set on a reply routed to a replica: the broker it was published to (never delivered on)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class Transport(Protocol):
-    """Sends one HTTP request to a destination.
-
-    Raises `DeliveryError` (`SubscriberUnreachable`, `DeliveryTimeout`) when there is no answer:
-    an implementation translates its HTTP library's exceptions at its own boundary, so nothing
-    above it sees aiohttp's, httpx's or the OS's.
-    """
-
-    async def post(
-        self,
-        destination: Destination,
-        headers: Sequence[tuple[str, str]],
-        body: bytes,
-        timeout: float,
-    ) -> Response: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one delivery attempt came to; `fault` is why it failed (None when `ok`)."""
-
-    ok: bool
-    status: int = 0
-    reply: Event | None = None
-    retry_after: float | None = None
-    fault: DeliveryError | None = None
-    body: bytes = b""
-
-    @property
-    def error(self) -> str:
-        """The fault as text (logs, and `knativeerrordata` when the answer had no body)."""
-        return str(self.fault) if self.fault is not None else ""
-
-    @property
-    def retryable(self) -> bool:
-        return self.status == 0 or self.status in RETRYABLE or self.status >= 500
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def ingress_stamp(event: Event, arrival: str | None = None) -> Event:
-    """What ingress adds: the arrival time, and the TTL when the sender set none."""
-    changes: dict[str, str | int] = {ARRIVAL_ATTRIBUTE: arrival or now_rfc3339()}
-    if TTL_ATTRIBUTE not in event.attributes:
-        changes[TTL_ATTRIBUTE] = DEFAULT_TTL
-    attributes = {**event.attributes, **changes}
-    return Event(attributes, event.data)
-
-
-def ttl_of(event: Event) -> int:
-    """The event's remaining TTL (an unreadable value counts as exhausted)."""
-    raw = event.get(TTL_ATTRIBUTE)
-    if raw is None:
-        return DEFAULT_TTL
-    try:
-        return int(raw)
-    except ValueError:
-        return 0
-
-
-def reply_stamp(request: Event, reply: Event) -> Event | None:
-    """A reply inherits the request's TTL minus one; None when the TTL is spent."""
-    ttl = ttl_of(request) - 1
-    if ttl <= 0:
-        return None
-    attributes = dict(reply.attributes)
-    attributes[TTL_ATTRIBUTE] = ttl
-    correlation = request.get("correlationid")
-    if correlation is not None and "replyid" not in attributes:
-        attributes["replyid"] = correlation
-    attributes.pop(ARRIVAL_ATTRIBUTE, None)
-    return Event(attributes, reply.data)
-
-
-def reply_replica(event: Event) -> str | None:
-    """The gateway replica a reply is addressed to, when `replyid` is one of our correlation
-    ids (`<replica>:<32 hex digits>`); any other replyid is an ordinary extension, never routed,
-    so its length or shape cannot fail a request after the event was published."""
-    reply_id = event.text("replyid")
-    match = CORRELATION_ID.fullmatch(reply_id) if reply_id else None
-    return match.group(1) if match else None
-
-
-async def route_reply(broker: Broker, event: Event, origin: str) -> None:
-    """Hand a reply to the request-reply waiter of its replica (best effort), stamped with the
-    broker (`namespace/name`) it was published to: the waiter takes replies from its own
-    request's broker only, so one tenant cannot answer another's requests."""
-    replica = reply_replica(event)
-    if replica is not None:
-        try:
-            await broker.send_reply(replica, event.replace(**{REPLY_ORIGIN: origin}))
-        except BrokerError as exc:
-            log.warning("reply %s not routed to replica %s: %s", event.id, replica, exc)
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def delivery_request(event: Event) -> tuple[list[tuple[str, str]], bytes]:
-    headers, body = to_binary(event)
-    headers.append(("prefer", "reply"))
-    traceparent = event.text("traceparent")
-    if traceparent:
-        headers.append(("traceparent", traceparent))
-    return headers, body
-
-
-async def attempt(
-    transport: Transport, destination: Destination, event: Event, timeout: float
-) -> Outcome:
-    """One delivery attempt, turned into an Outcome (never raises for delivery faults)."""
-    headers, body = delivery_request(event)
-    try:
-        response = await transport.post(destination, headers, body, timeout)
-    except DeliveryError as exc:
-        return Outcome(False, fault=exc)
-    status = response.status
-    if not 200 <= status < 300:
-        delay = None
-        if status in (429, 503):
-            delay = retry_after(response.headers.get("retry-after"))
-        rejected = DeliveryRejected(status)
-        return Outcome(False, status, retry_after=delay, fault=rejected, body=response.body)
-    if status == 202 or (not response.body and "ce-specversion" not in response.headers):
-        return Outcome(
-            True, status
-        )  # a 202 body is never a reply; no body and no ce- headers: none
-    try:
-        mode, events = from_http(response.headers, response.body)
-    except InvalidEvent as exc:
-        fault = InvalidReply(f"reply is not a CloudEvent: {exc}")
-        return Outcome(False, 502, fault=fault, body=response.body)
-    if mode == "batch" or len(events) != 1:
-        fault = InvalidReply("a reply must be a single event")
-        return Outcome(False, 502, fault=fault, body=response.body)
-    return Outcome(True, status, reply=events[0])
-
-
-def error_extensions(destination: Destination, outcome: Outcome) -> dict[str, str]:
-    data = outcome.body[:ERROR_DATA_LIMIT] or outcome.error.encode()[:ERROR_DATA_LIMIT]
-    extensions = {"knativeerrordest": dest_uri(destination)}
-    if outcome.status:
-        extensions["knativeerrorcode"] = str(outcome.status)
-    if data:
-        extensions["knativeerrordata"] = base64.b64encode(data).decode("ascii")
-    return extensions
-
-
-def dest_uri(destination: Destination) -> str:
-    return destination.uri or f"function:{destination.function}"
 
 
 @dataclass(slots=True)

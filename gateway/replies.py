@@ -19,8 +19,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from brokers.dispatch import REPLY_ORIGIN
 from brokers.event import Event
+from brokers.knative import REPLY_ORIGIN
 
 CORRELATION: Final = "correlationid"
 REPLY_ID: Final = "replyid"

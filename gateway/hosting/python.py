@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brokers.dispatch import Response
 from brokers.errors import ConfigError, SubscriberUnreachable
+from brokers.transport import Response
 from brokers.triggers import FunctionSubscriptions
 from gateway.hosting.funcyaml import FuncYaml, load_func_yaml
 

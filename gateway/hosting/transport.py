@@ -18,8 +18,8 @@ from typing import Final
 import aiohttp
 
 from brokers.delivery import Destination
-from brokers.dispatch import Response
 from brokers.errors import DeliveryError, DeliveryTimeout, SubscriberUnreachable
+from brokers.transport import Response
 from gateway.hosting.python import FunctionHost
 
 ERRORS: Final[tuple[tuple[type[BaseException], type[DeliveryError]], ...]] = (

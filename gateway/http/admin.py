@@ -26,9 +26,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from brokers.base import DeadLetter
-from brokers.dispatch import ingress_stamp
 from brokers.errors import BrokerError
 from brokers.event import Event
+from brokers.knative import ingress_stamp
 from brokers.state import TARGET_EXTENSION, target_extensions
 from brokers.state.base import LogEntry, StateUnavailable, check_bound, id_at, parse_id
 from brokers.triggers import TriggerSpec

@@ -17,9 +17,10 @@ from fastapi.responses import Response
 
 from brokers.codec import from_http, media_type
 from brokers.delivery import Destination
-from brokers.dispatch import delivery_request, ingress_stamp
 from brokers.errors import DeliveryError
 from brokers.event import Event, json_loads
+from brokers.knative import ingress_stamp
+from brokers.transport import delivery_request
 from gateway.http.problems import HTTPProblem, from_exception
 
 PASS_HEADERS = ("content-type", "retry-after")

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from brokers.codec import BATCH, from_http, headers_from_asgi, media_type, to_binary
-from brokers.dispatch import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_reply, ttl_of
 from brokers.errors import BrokerError, UnknownBroker
 from brokers.event import Event
+from brokers.knative import TTL_ATTRIBUTE, ingress_stamp, now_rfc3339, route_reply, ttl_of
 from brokers.state import duplicate_headers
 from gateway.http.asgi import Receive, Scope, Send, read_body, send_problem, tenant_of
 from gateway.http.problems import HTTPProblem, from_exception

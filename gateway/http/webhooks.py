@@ -20,8 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from brokers.codec import from_http
-from brokers.dispatch import ingress_stamp, now_rfc3339
 from brokers.event import Event, json_loads
+from brokers.knative import ingress_stamp, now_rfc3339
 from cdevents import PayloadError, Translation
 from cdevents import github as github_translator
 from cdevents import gitlab as gitlab_translator

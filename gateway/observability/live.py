@@ -40,8 +40,9 @@ import uvicorn
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, reply_stamp
 from brokers.event import Event
+from brokers.knative import ARRIVAL_ATTRIBUTE, reply_stamp
+from brokers.transport import Outcome
 from brokers.triggers import MeshConfig, TriggerSpec
 from gateway.observability.metrics import delivery_code
 

@@ -47,9 +47,10 @@ from prometheus_client.registry import Collector
 
 from brokers.datafilter import stats as data_filter_stats
 from brokers.delivery import Destination
-from brokers.dispatch import ARRIVAL_ATTRIBUTE, Outcome, Response, Transport, dest_uri
 from brokers.errors import DeliveryTimeout
 from brokers.event import Event
+from brokers.knative import ARRIVAL_ATTRIBUTE, dest_uri
+from brokers.transport import Outcome, Response, Transport
 from brokers.triggers import TriggerSpec
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST

@@ -27,8 +27,8 @@ from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from brokers.dispatch import Transport
 from brokers.event import Event
+from brokers.transport import Transport
 from brokers.triggers import TriggerSpec
 from gateway.http.ingress import Ingress
 from gateway.http.problems import PROBLEM_JSON, HTTPProblem

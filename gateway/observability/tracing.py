@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from brokers.delivery import Destination
-from brokers.dispatch import Response, Transport, dest_uri
 from brokers.event import Event
+from brokers.knative import dest_uri
+from brokers.transport import Response, Transport
 
 if TYPE_CHECKING:  # the SDK is optional: without it these names are Any to mypy
     from opentelemetry.sdk.trace import (  # type: ignore[import-not-found,unused-ignore]

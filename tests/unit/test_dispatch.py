@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from brokers.delivery import DeliverySpec, Destination
-from brokers.dispatch import Dispatcher, Response, reply_stamp, retry_after
+from brokers.dispatch import Dispatcher
 from brokers.errors import DeliveryTimeout, SubscriberUnreachable
 from brokers.event import Event
 from brokers.filters import compile_attributes
+from brokers.knative import reply_stamp
 from brokers.memory import MemoryBroker
+from brokers.transport import Response, retry_after
 from brokers.triggers import BrokerSpec, MeshConfig, TriggerSpec
 
 SINK = Destination(uri="http://sink/")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from brokers.dispatch import Outcome
 from brokers.event import Event
+from brokers.transport import Outcome
 from gateway.observability.live import Client, EventStream, LiveHub, _next_chunk, ui_page
 from tests.unit.inprocess import Gateway, binary, gateway, route, until
 

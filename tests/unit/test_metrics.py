@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from brokers.delivery import Destination
-from brokers.dispatch import Outcome
 from brokers.errors import DeliveryRejected, DeliveryTimeout, SubscriberUnreachable
+from brokers.transport import Outcome
 from gateway.observability.metrics import Metrics, delivery_code, destination_label
 from tests.unit.inprocess import Gateway, binary, gateway, route, until
 

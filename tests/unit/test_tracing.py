@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from brokers.delivery import Destination
-from brokers.dispatch import Response
 from brokers.event import Event
+from brokers.transport import Response
 from gateway.observability.tracing import (
     TraceContext,
     TraceContextFilter,

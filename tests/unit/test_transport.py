@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from brokers.delivery import Destination
-from brokers.dispatch import attempt, error_extensions
 from brokers.errors import (
     BrokerError,
     DeliveryError,
@@ -22,6 +21,8 @@ from brokers.errors import (
     SubscriberUnreachable,
 )
 from brokers.event import Event
+from brokers.knative import error_extensions
+from brokers.transport import attempt
 from gateway.hosting.funcyaml import FuncYaml
 from gateway.hosting.python import FunctionHost, FunctionProject, HostedFunction
 from gateway.hosting.transport import MeshTransport, translated
