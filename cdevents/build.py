@@ -26,12 +26,6 @@ from cdevents.events import (
     BuildFinished,
     CDEvent,
     ChangeCreated,
-    Context,
-    CustomData,
-    EmbeddedLink,
-    EmbeddedLinkEnd,
-    EmbeddedLinkPath,
-    EmbeddedLinkRelation,
     Empty,
     Environment,
     EnvironmentDeleted,
@@ -46,7 +40,6 @@ from cdevents.events import (
     RepositoryCreated,
     ServiceArtifact,
     ServiceEnvironment,
-    Subject,
     TaskRun,
     TaskRunFinished,
     TestCaseRunFinished,
@@ -59,6 +52,15 @@ from cdevents.events import (
     TicketCreated,
     TicketUpdated,
     lookup,
+)
+from cdevents.shapes import (
+    Context,
+    CustomData,
+    EmbeddedLink,
+    EmbeddedLinkEnd,
+    EmbeddedLinkPath,
+    EmbeddedLinkRelation,
+    Subject,
 )
 from cdevents.validate import parse
 

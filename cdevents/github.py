@@ -50,11 +50,9 @@ from cdevents.events import (
     ArtifactPublished,
     CDEvent,
     ChangeCreated,
-    Outcome,
     PipelineRun,
     PipelineRunFinished,
     PipelineRunStarted,
-    Reference,
     RepositoryChange,
     ServiceArtifact,
     TaskRun,
@@ -64,6 +62,7 @@ from cdevents.events import (
     TicketCreated,
     TicketUpdated,
 )
+from cdevents.shapes import Outcome, Reference
 
 DEFAULT_SOURCE: Final = "https://github.com"
 ZERO_SHA: Final = "0" * 40

@@ -52,10 +52,8 @@ from cdevents.errors import PayloadError, ValidationError
 from cdevents.events import (
     CDEvent,
     ChangeCreated,
-    Outcome,
     PipelineRun,
     PipelineRunFinished,
-    Reference,
     RepositoryChange,
     ServiceArtifact,
     TaskRun,
@@ -65,6 +63,7 @@ from cdevents.events import (
     TicketCreated,
     TicketUpdated,
 )
+from cdevents.shapes import Outcome, Reference
 
 DEFAULT_SOURCE: Final = "https://gitlab.com"
 ZERO_SHA: Final = "0" * 40

@@ -41,14 +41,13 @@ from cdevents.binding import Fields, Translation, derived_id, to_cloudevent
 from cdevents.errors import PayloadError, ValidationError
 from cdevents.events import (
     CDEvent,
-    EmbeddedLink,
-    Outcome,
     PipelineRun,
     PipelineRunFinished,
     PipelineRunStarted,
     TaskRun,
     TaskRunFinished,
 )
+from cdevents.shapes import EmbeddedLink, Outcome
 
 QUEUED_ANNOTATION: Final = "cemesh.dev/queued-id"
 """On a run made by tekton-trigger: the id of the `pipelinerun.queued` CDEvent it replied."""

@@ -40,18 +40,8 @@ from typing import (
 )
 
 from cdevents.errors import Problem, ValidationError
-from cdevents.events import (
-    REGISTRY,
-    SPEC_VERSION,
-    CDEvent,
-    Context,
-    EventType,
-    Format,
-    MinLength,
-    Open,
-    major,
-    parse_type,
-)
+from cdevents.events import REGISTRY, SPEC_VERSION, CDEvent, EventType, major, parse_type
+from cdevents.shapes import Context, Format, MinLength, Open
 
 # -- shapes ----------------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ config loader can reject such a filter up front.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -52,6 +51,7 @@ from brokers.cesql.functions import (
     resolve,
     type_of,
 )
+from brokers.cesql.like import like_matcher
 from brokers.cesql.parser import (
     Attribute,
     Binary,
@@ -66,6 +66,7 @@ from brokers.cesql.parser import (
     Not,
     parse_tree,
 )
+from brokers.cesql.runtime import _all, _any, _attribute, _exists, _in_tables
 
 Evaluator: TypeAlias = Callable[[Attributes], Value]
 _IntFn: TypeAlias = Callable[[Attributes], int]
@@ -481,207 +482,3 @@ class _Compiler:
                     raise
 
         return self._finish(args, run, function.returns)
-
-
-def _attribute(name: str, target: Type = Type.ANY) -> Evaluator:
-    """Read attribute `name`, cast to `target`: the commonest leaf, so one closure does both."""
-    missing = CesqlError("missingAttribute", f"the event has no attribute {name!r}")
-    if target is Type.ANY:
-
-        def read(attributes: Attributes) -> Value:
-            try:
-                value = attributes[name]
-            except KeyError:
-                raise Failure(missing) from None
-            return value if type(value) in _PRIMITIVES else str(value)
-
-        return read
-    python_type = {Type.STRING: str, Type.INTEGER: int, Type.BOOLEAN: bool}[target]
-    convert = CASTS[target]
-
-    def read_as(attributes: Attributes) -> Value:
-        try:
-            value = attributes[name]
-        except KeyError:
-            raise Failure(missing) from None
-        if type(value) is python_type:
-            return value
-        return convert(value if type(value) in _PRIMITIVES else str(value))
-
-    return read_as
-
-
-def _all(fns: tuple[_BoolFn, ...]) -> _BoolFn:
-    """AND, short-circuit: the operands from the left, up to the first false one."""
-    if len(fns) == 2:
-        first, second = fns
-        return lambda attributes: first(attributes) and second(attributes)
-    if len(fns) == 3:
-        first, second, third = fns
-        return lambda attributes: first(attributes) and second(attributes) and third(attributes)
-
-    def run(attributes: Attributes) -> bool:
-        for fn in fns:  # noqa: SIM110 - all() over a generator is ~0.2 µs slower
-            if not fn(attributes):
-                return False
-        return True
-
-    return run
-
-
-def _any(fns: tuple[_BoolFn, ...]) -> _BoolFn:
-    """OR, short-circuit: the operands from the left, up to the first true one."""
-    if len(fns) == 2:
-        first, second = fns
-        return lambda attributes: first(attributes) or second(attributes)
-    if len(fns) == 3:
-        first, second, third = fns
-        return lambda attributes: first(attributes) or second(attributes) or third(attributes)
-
-    def run(attributes: Attributes) -> bool:
-        for fn in fns:  # noqa: SIM110 - any() over a generator is ~0.2 µs slower
-            if fn(attributes):
-                return True
-        return False
-
-    return run
-
-
-def _exists(name: str) -> Evaluator:
-    def run(attributes: Attributes) -> bool:
-        return name in attributes
-
-    return run
-
-
-def _in_tables(
-    values: list[Value],
-) -> dict[type, tuple[frozenset[Value], CesqlError | None]]:
-    """For each type the left operand may have: the set's elements cast to it, up to the first
-    one that cannot be (and that element's cast error), so that a set lookup answers exactly
-    what the left-to-right scan would."""
-    tables: dict[type, tuple[frozenset[Value], CesqlError | None]] = {}
-    for python_type, convert in CASTS_BY_PYTHON_TYPE.items():
-        members: list[Value] = []
-        error: CesqlError | None = None
-        for value in values:
-            try:
-                members.append(convert(value))
-            except Failure as failure:
-                error = failure.error
-                break
-        tables[python_type] = (frozenset(members), error)
-    return tables
-
-
-# -- LIKE
-
-
-class _Segment:
-    """A run of a LIKE pattern between two `%`: literal characters and `_` wildcards."""
-
-    __slots__ = ("length", "literal", "regex", "wildcards")
-
-    def __init__(self, chars: list[str | None]) -> None:  # None stands for `_`
-        self.length = len(chars)
-        self.wildcards = bool(chars) and all(c is None for c in chars)  # `___`: a length
-        if None in chars:
-            self.literal: str | None = None
-            pattern = "".join("." if c is None else re.escape(c) for c in chars)
-            self.regex: re.Pattern[str] | None = re.compile(pattern, re.DOTALL)
-        else:
-            self.literal = "".join(cast(list[str], chars))
-            self.regex = None
-
-    def at(self, text: str, pos: int) -> bool:
-        if self.wildcards:
-            return len(text) - pos >= self.length
-        if self.regex is None:
-            return text.startswith(cast(str, self.literal), pos)
-        return self.regex.match(text, pos) is not None
-
-    def find(self, text: str, start: int, end: int) -> int:
-        if self.wildcards:
-            return start if end - start >= self.length else -1
-        if self.regex is None:
-            return text.find(cast(str, self.literal), start, end)
-        found = self.regex.search(text, start, end)
-        return -1 if found is None else found.start()
-
-
-def like_matcher(pattern: str) -> Callable[[str], bool]:
-    """A function telling whether a string matches the LIKE `pattern` (spec 3.4.3).
-
-    `%` is any run of characters, `_` one character, `\\%` and `\\_` those characters
-    themselves; a backslash before anything else is a backslash. Matching is case-sensitive
-    and never backtracks: the pattern is cut at each `%` into fixed-length segments, the first
-    anchored at the start, the last at the end, and each one between them matched at its
-    leftmost place, which is linear in the input for literal segments.
-    """
-    segments: list[list[str | None]] = [[]]
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\" and pattern[i + 1 : i + 2] in ("%", "_"):
-            segments[-1].append(pattern[i + 1])
-            i += 2
-            continue
-        if char == "%":
-            segments.append([])
-        else:
-            segments[-1].append(None if char == "_" else char)
-        i += 1
-    parts = [_Segment(chars) for chars in segments]
-    if len(parts) == 1:
-        return _exact(parts[0])
-    first, *middle, last = parts
-    if first.literal is not None and last.literal is not None:
-        return _anchored(first.literal, [m for m in middle if m.length], last.literal)
-    return _general(first, middle, last)
-
-
-def _exact(segment: _Segment) -> Callable[[str], bool]:
-    if segment.literal is not None:
-        literal = segment.literal
-        return literal.__eq__
-    regex = segment.regex
-    assert regex is not None
-    return lambda text: regex.fullmatch(text) is not None
-
-
-def _anchored(prefix: str, middle: list[_Segment], suffix: str) -> Callable[[str], bool]:
-    if not middle:
-        if not suffix:
-            return operator.methodcaller("startswith", prefix)
-        if not prefix:
-            return operator.methodcaller("endswith", suffix)
-        minimum = len(prefix) + len(suffix)
-
-        def matches(text: str) -> bool:
-            return len(text) >= minimum and text.startswith(prefix) and text.endswith(suffix)
-
-        return matches
-    if not prefix and not suffix and len(middle) == 1 and middle[0].literal is not None:
-        infix = middle[0].literal
-        return lambda text: infix in text
-    return _general(_Segment(list(prefix)), middle, _Segment(list(suffix)))
-
-
-def _general(first: _Segment, middle: list[_Segment], last: _Segment) -> Callable[[str], bool]:
-    minimum = first.length + sum(m.length for m in middle) + last.length
-
-    def matches(text: str) -> bool:
-        if len(text) < minimum or not first.at(text, 0):
-            return False
-        end = len(text) - last.length
-        if not last.at(text, end):
-            return False
-        pos = first.length
-        for segment in middle:
-            found = segment.find(text, pos, end)
-            if found < 0:
-                return False
-            pos = found + segment.length
-        return True
-
-    return matches

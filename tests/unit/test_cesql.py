@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from brokers.cesql import CesqlError, CesqlParseError, EvalResult, Expression, parse
-from brokers.cesql.evaluator import like_matcher
+from brokers.cesql.like import like_matcher
 from brokers.cesql.parser import MAX_NESTING
 
 EVENT: dict[str, Any] = {

@@ -12,7 +12,8 @@ import pytest
 
 from brokers import datafilter
 from brokers.cesql.errors import CesqlParseError
-from brokers.cesql.evaluator import like_matcher, parse
+from brokers.cesql.evaluator import parse
+from brokers.cesql.like import like_matcher
 from brokers.cesql.parser import MAX_EXPRESSION_LENGTH, MAX_LIKE_PATTERN
 from brokers.datafilter import compile_data_filter
 from brokers.event import Event
