@@ -34,8 +34,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Final, TypeAlias, cast
+from typing import Final, cast
 
 from brokers.cesql.errors import CesqlError, CesqlParseError
 from brokers.cesql.functions import (
@@ -66,18 +65,19 @@ from brokers.cesql.parser import (
     Not,
     parse_tree,
 )
-from brokers.cesql.runtime import _all, _any, _attribute, _exists, _in_tables
-
-Evaluator: TypeAlias = Callable[[Attributes], Value]
-_IntFn: TypeAlias = Callable[[Attributes], int]
-_BoolFn: TypeAlias = Callable[[Attributes], bool]
-_StrFn: TypeAlias = Callable[[Attributes], str]
-
-MAX_DEPTH: Final = 128
-"""Deepest syntax tree `parse` compiles; bounds the stack evaluation needs."""
-
-_EMPTY: Final[Attributes] = MappingProxyType({})
-_PRIMITIVES: Final = frozenset({str, int, bool})
+from brokers.cesql.runtime import (
+    _EMPTY,
+    MAX_DEPTH,
+    Evaluator,
+    _all,
+    _any,
+    _attribute,
+    _BoolFn,
+    _exists,
+    _in_tables,
+    _IntFn,
+    _StrFn,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,24 +7,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from types import MappingProxyType
-from typing import Final, TypeAlias, cast
-
-from brokers.cesql.functions import (
-    Attributes,
-    Value,
-)
-
-Evaluator: TypeAlias = Callable[[Attributes], Value]
-_IntFn: TypeAlias = Callable[[Attributes], int]
-_BoolFn: TypeAlias = Callable[[Attributes], bool]
-_StrFn: TypeAlias = Callable[[Attributes], str]
-
-MAX_DEPTH: Final = 128
-"""Deepest syntax tree `parse` compiles; bounds the stack evaluation needs."""
-
-_EMPTY: Final[Attributes] = MappingProxyType({})
-_PRIMITIVES: Final = frozenset({str, int, bool})
+from typing import cast
 
 
 class _Segment:

@@ -2,14 +2,12 @@
 direct function calls, the admin API, the guard (tokens, tenancy, limits), problem answers
 and the server with its request-head bounds.
 
-Public names are re-exported lazily (PEP 562), so importing one module of the package does
-not import the others (no import cycles through this file).
+Public names are re-exported lazily (gateway/lazy.py).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gateway.lazy import exports
 
 _EXPORTS: dict[str, str] = {
     "AttributeLimits": "ingress",
@@ -65,9 +63,4 @@ _EXPORTS: dict[str, str] = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = exports(__name__, _EXPORTS)

@@ -233,3 +233,31 @@ async def post(
         session.post(url, headers=headers, data=body) as r,
     ):
         return r.status, {k.lower(): v for k, v in r.headers.items()}, await r.read()
+
+
+REDIS_URL = os.environ.get("CEMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("CEMESH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+async def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every Redis key a test's mesh wrote under its state prefix."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+async def delete_rabbitmq_prefix(prefix: str, url: str = AMQP_URL) -> None:
+    """Delete the queues and exchanges a test's mesh declared under its broker prefix."""
+    from brokers.rabbitmq.broker import RabbitBroker
+    from brokers.triggers import MeshConfig
+
+    broker = RabbitBroker(url, prefix=prefix)
+    planned = await broker.plan_prune(MeshConfig({}, []))
+    if planned:
+        await broker.prune(planned)

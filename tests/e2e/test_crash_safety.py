@@ -20,7 +20,13 @@ from typing import Final
 import aiohttp
 import pytest
 
-from tests.e2e.harness import MeshProcess, Sink, write
+from tests.e2e.harness import (
+    MeshProcess,
+    Sink,
+    delete_rabbitmq_prefix,
+    delete_redis_prefix,
+    write,
+)
 
 pytestmark = [pytest.mark.connected, pytest.mark.e2e]
 
@@ -36,25 +42,6 @@ async def sink() -> AsyncIterator[Sink]:
     started = await Sink().start()
     yield started
     await started.stop()
-
-
-async def _cleanup(prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    from brokers.rabbitmq.broker import RabbitBroker
-    from brokers.triggers import MeshConfig
-
-    broker = RabbitBroker(AMQP_URL, prefix=prefix)
-    planned = await broker.plan_prune(MeshConfig({}, []))
-    if planned:
-        await broker.prune(planned)
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 class Stream:
@@ -146,4 +133,5 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_event(tmp_path: Path, si
         assert stream.refused > 0, "the kills did not land mid-stream"
     finally:
         await asyncio.to_thread(mesh.stop)
-        await _cleanup(prefix)
+        await delete_rabbitmq_prefix(prefix)
+        await delete_redis_prefix(prefix)

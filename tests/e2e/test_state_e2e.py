@@ -21,7 +21,16 @@ from aiohttp import web
 
 from tests.builders import broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO, free_port
-from tests.e2e.harness import CEMESH, MeshProcess, Received, Sink, cemesh, mesh_config, write
+from tests.e2e.harness import (
+    CEMESH,
+    MeshProcess,
+    Received,
+    Sink,
+    cemesh,
+    delete_redis_prefix,
+    mesh_config,
+    write,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -71,19 +80,7 @@ def state_url(request: pytest.FixtureRequest) -> Iterator[str]:
         return
     prefix = f"cemesh-e2e-{uuid.uuid4().hex[:12]}"
     yield f"{REDIS_URL}?prefix={prefix}"
-    asyncio.run(_delete_prefix(prefix))
-
-
-async def _delete_prefix(prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    asyncio.run(delete_redis_prefix(prefix))
 
 
 def _config(tmp_path: Path, sink: Sink, ns: str = "default") -> Path:
@@ -473,7 +470,7 @@ async def test_a_replica_killed_after_delivering_is_not_followed_by_a_second_del
         await asyncio.to_thread(replica_a.stop)
         await sink.stop()
         await proxy.stop()
-        await _delete_prefix(prefix)
+        await delete_redis_prefix(prefix)
         await _drop_namespace(ns)
     assert "already delivered, not delivered again" in output_b, output_b
 
