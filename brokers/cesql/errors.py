@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from brokers.errors import BrokerError
+
 ErrorKind = Literal[
     "parse",
     "math",
@@ -39,7 +41,7 @@ class CesqlError:
         return f"{self.kind}: {self.message}"
 
 
-class CesqlParseError(ValueError):
+class CesqlParseError(BrokerError, ValueError):
     """The text is not a CESQL expression. `position` is the 0-based offset of the fault."""
 
     kind: Final = "parse"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -23,10 +23,13 @@ from brokers.knative import ingress_stamp
 from brokers.transport import delivery_request
 from gateway.http.problems import HTTPProblem, from_exception
 
+if TYPE_CHECKING:
+    from gateway.mesh import Mesh
+
 PASS_HEADERS = ("content-type", "retry-after")
 
 
-def functions_router(get_mesh: Callable[[], Any]) -> APIRouter:
+def functions_router(get_mesh: Callable[[], Mesh]) -> APIRouter:
     router = APIRouter(tags=["functions"])
 
     @router.post(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -30,6 +30,9 @@ from gateway.http.asgi import read_body
 from gateway.http.ingress import Ingress
 from gateway.http.problems import HTTPProblem, from_exception
 
+if TYPE_CHECKING:
+    from gateway.mesh import Mesh
+
 ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": "Published: the events are listed"}
 }
@@ -40,7 +43,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def webhooks_router(get_mesh: Callable[[], Any], ingress: Ingress) -> APIRouter:
+def webhooks_router(get_mesh: Callable[[], Mesh], ingress: Ingress) -> APIRouter:
     router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
     @router.post("/github", summary="GitHub webhook", responses={**ACCEPTED, **ERRORS})
@@ -123,7 +126,7 @@ def _unauthorized(detail: str, field: str) -> HTTPProblem:
     return HTTPProblem(401, "Unauthorized", detail, field=field, slug="bad-signature")
 
 
-def _require_secret(secret: str | None, mesh: Any, variable: str) -> None:
+def _require_secret(secret: str | None, mesh: Mesh, variable: str) -> None:
     if not secret and not mesh.settings.allow_unsigned_webhooks:
         raise HTTPProblem(
             403,
@@ -134,7 +137,7 @@ def _require_secret(secret: str | None, mesh: Any, variable: str) -> None:
         )
 
 
-async def _body(request: Request, mesh: Any) -> bytes:
+async def _body(request: Request, mesh: Mesh) -> bytes:
     """The body, refused (413) as soon as it is over the batch limit while it streams in, and
     408 when it is too slow: nothing unauthenticated is buffered beyond the limit."""
     settings = mesh.settings
@@ -163,7 +166,7 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 async def _publish(
-    mesh: Any, ingress: Ingress, translate: Callable[[], Translation]
+    mesh: Mesh, ingress: Ingress, translate: Callable[[], Translation]
 ) -> JSONResponse:
     try:
         translation = translate()

@@ -29,7 +29,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from itertools import accumulate
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import (
@@ -52,6 +52,9 @@ from brokers.event import Event
 from brokers.knative import ARRIVAL_ATTRIBUTE, dest_uri
 from brokers.transport import Outcome, Response, Transport
 from brokers.triggers import TriggerSpec
+
+if TYPE_CHECKING:
+    from gateway.mesh import Mesh
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 UNKNOWN: Final = "unknown"
@@ -153,7 +156,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.mesh: Any = None  # set by attach(); read when scraped
+        self.mesh: Mesh | None = None  # set by attach(); read when scraped
         self.ingress_requests = Counts(
             "cemesh_ingress_requests",
             "Broker ingress requests, by broker and HTTP status",
