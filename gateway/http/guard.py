@@ -141,9 +141,10 @@ def _bearer(scope: Scope) -> str | None:
 class Guard:
     """Admission: token, scope, rate, then concurrency, globally and per tenant.
 
-    A tenant is the request's token (the namespace it targets, without tokens). Each tenant may
-    hold at most `tenant_concurrency` of the `max_concurrency` request slots, so a client that
-    sends slow bodies or parks request-reply waits fills its own share, not everyone's.
+    A tenant is the request's token (the namespace it targets, without tokens). A tenant may go
+    past `tenant_concurrency` of the `max_concurrency` request slots only while a whole share is
+    still free for the others, so a client that sends slow bodies or parks request-reply waits
+    cannot take the last slots, and a lone tenant still has most of the bound.
     """
 
     def __init__(
@@ -216,7 +217,10 @@ class Guard:
     def _check_room(self, tenant: str) -> None:
         if self.inflight >= self.max_concurrency:
             detail = "too many concurrent requests; retry shortly"
-        elif self.by_tenant.get(tenant, 0) >= self.tenant_concurrency:
+        elif (
+            self.by_tenant.get(tenant, 0) >= self.tenant_concurrency
+            and self.inflight >= self.max_concurrency - self.tenant_concurrency
+        ):  # beyond its share only while a whole share is still free for the others
             detail = (
                 f"this client has {self.tenant_concurrency} requests in flight, its share; "
                 "retry shortly"
