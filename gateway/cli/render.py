@@ -53,7 +53,8 @@ def add_commands(subparsers: Any) -> None:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from gateway.cli.settings import settings_from
-    from gateway.deploy.render import DEFAULT_IMAGE, RenderOptions, render, write
+    from gateway.deploy.manifests import DEFAULT_IMAGE, RenderOptions
+    from gateway.deploy.render import render, write
     from gateway.mesh import load_mesh
 
     settings = settings_from(args)

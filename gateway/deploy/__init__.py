@@ -1,34 +1,29 @@
 """Rendering the mesh for a cluster: Knative (broker class, eventing-rabbitmq) and standalone
-manifests, validated against the CRDs.
+manifests, validated against the CRDs. render.py is the entry point that picks a target,
+knative.py and standalone.py are the targets, manifests.py what they share.
 
-Public names are re-exported lazily (PEP 562), so importing one module of the package does
-not import the others (no import cycles through this file).
+Public names are re-exported lazily (gateway/lazy.py).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gateway.lazy import exports
 
 _EXPORTS: dict[str, str] = {
-    "Degradation": "render",
-    "RenderOptions": "render",
-    "Rendered": "render",
-    "dump": "render",
-    "dump_all": "render",
-    "exact_only": "render",
-    "iso_duration": "render",
-    "mesh_config_documents": "render",
+    "DEFAULT_IMAGE": "manifests",
+    "Degradation": "manifests",
+    "RenderOptions": "manifests",
+    "Rendered": "manifests",
+    "dump": "manifests",
+    "dump_all": "manifests",
+    "exact_only": "knative",
+    "iso_duration": "manifests",
+    "mesh_config_documents": "standalone",
     "render": "render",
-    "render_knative": "render",
-    "render_standalone": "render",
+    "render_knative": "knative",
+    "render_standalone": "standalone",
     "write": "render",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = exports(__name__, _EXPORTS)

@@ -21,16 +21,10 @@ import yaml
 from brokers.errors import ConfigError
 from brokers.triggers import load_config
 from gateway.cli.render import add_commands
-from gateway.deploy.render import (
-    BROKER_CLASS_ANNOTATION,
-    DEGRADED_ANNOTATION,
-    MESH_CONFIG_KEY,
-    Rendered,
-    RenderOptions,
-    exact_only,
-    iso_duration,
-    render,
-)
+from gateway.deploy.knative import BROKER_CLASS_ANNOTATION, DEGRADED_ANNOTATION, exact_only
+from gateway.deploy.manifests import Rendered, RenderOptions, iso_duration
+from gateway.deploy.render import render
+from gateway.deploy.standalone import MESH_CONFIG_KEY
 from gateway.hosting.funcyaml import load_func_yaml
 from gateway.mesh import LoadedConfig, load_mesh
 from gateway.settings import Settings
