@@ -9,6 +9,9 @@ unreachable state backend is a 503 with Retry-After, never a hang.
 Replay re-publishes logged events through `Broker.publish` with `cemeshreplay` (a new delivery
 for the dedup marks) and, for one trigger only, `cemeshtarget` (see brokers.state). Replayed
 events are not appended to the log again and do not go through ingress dedup.
+
+The request and response bodies are in admin_models.py (the API's contract, from which the
+OpenAPI schema is generated); this module is the router and what runs behind it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from brokers.base import DeadLetter
 from brokers.errors import BrokerError
@@ -32,6 +34,21 @@ from brokers.knative import ingress_stamp
 from brokers.state import TARGET_EXTENSION, target_extensions
 from brokers.state.base import LogEntry, StateUnavailable, check_bound, id_at, parse_id
 from brokers.triggers import TriggerSpec
+from gateway.http.admin_models import (
+    BrokerInfo,
+    DeadLetterList,
+    DeadLetterOut,
+    DlqReplayRequest,
+    DlqReplayResult,
+    ErrorInfo,
+    EventPage,
+    LoggedEvent,
+    Problem,
+    PurgeResult,
+    ReplayRequest,
+    ReplayResult,
+    StateStatus,
+)
 from gateway.http.problems import PROBLEM_JSON, HTTPProblem, from_exception, not_ready
 
 if TYPE_CHECKING:
@@ -44,17 +61,6 @@ POLL: Final = 0.2
 ERROR_EXTENSIONS: Final = ("knativeerrordest", "knativeerrorcode", "knativeerrordata")
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details, as every gateway error."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    field: str | None = None
-    instance: str | None = None
-
-
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     texts = {
         400: "Invalid request",
@@ -63,90 +69,6 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
     schema = {"schema": Problem.model_json_schema()}
     return {code: {"description": texts[code], "content": {PROBLEM_JSON: schema}} for code in codes}
-
-
-class BrokerInfo(BaseModel):
-    broker: str
-    dedup_window: float = Field(description="seconds; 0 = ingress and delivery dedup off")
-    log_length: int = Field(description="about how many events the log keeps")
-
-
-class StateStatus(BaseModel):
-    backend: str
-    prefix: str
-    healthy: bool
-    counters: dict[str, int]
-    brokers: list[BrokerInfo]
-
-
-class LoggedEvent(BaseModel):
-    id: str = Field(description="log id (`<ms>-<seq>`, a Redis stream id)")
-    time: str = Field(description="when it was accepted, RFC 3339")
-    event: dict[str, Any] = Field(description="the event in the CloudEvents JSON format")
-
-
-class EventPage(BaseModel):
-    broker: str
-    events: list[LoggedEvent]
-    last: str | None = Field(description="pass as `after` to continue (follow)")
-
-
-class ReplayRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    since: datetime | None = Field(None, description="first accepted at or after (RFC 3339)")
-    from_id: str | None = Field(None, alias="from", description="first log id (inclusive)")
-    until: datetime | None = Field(None, description="last accepted at or before (RFC 3339)")
-    type: str | None = Field(None, description="only events of this exact type")
-    trigger: str | None = Field(None, description="only to this trigger (NAME or NS/NAME)")
-    dry_run: bool = Field(False, description="count, publish nothing")
-    limit: int | None = Field(None, gt=0, description="at most this many events")
-
-
-class ReplayResult(BaseModel):
-    broker: str
-    trigger: str | None
-    matched: int
-    published: int
-    dry_run: bool
-    replay_id: str | None
-    first: str | None
-    last: str | None
-
-
-class ErrorInfo(BaseModel):
-    destination: str | None = None
-    code: str | None = None
-    data: str | None = Field(None, description="the failed response body (text)")
-
-
-class DeadLetterOut(BaseModel):
-    id: str
-    trigger: str
-    error: ErrorInfo
-    event: dict[str, Any]
-
-
-class DeadLetterList(BaseModel):
-    trigger: str
-    count: int
-    dead_letters: list[DeadLetterOut]
-
-
-class DlqReplayRequest(BaseModel):
-    ids: list[str] = Field(default_factory=list, description="dead letters to replay; [] = all")
-
-
-class DlqReplayResult(BaseModel):
-    trigger: str
-    replayed: list[str]
-    missing: list[str]
-    replay_id: str | None
-
-
-class PurgeResult(BaseModel):
-    trigger: str
-    purged: int
 
 
 def admin_router(get_mesh: Callable[[], Mesh]) -> APIRouter:
