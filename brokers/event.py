@@ -44,6 +44,13 @@ _ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S*")
 _STD_DUMPS: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def size_of(event: Event) -> int:
+    """About what an event holds in memory: its data and its attributes' text (the bounds of
+    the memory broker's queues and the memory state's event log)."""
+    data = len(event.data) if event.data is not None else 0
+    return data + sum(len(k) + len(str(v)) for k, v in event.attributes.items())
+
+
 def json_loads(data: bytes | str) -> Any:
     """Parse JSON strictly (invalid UTF-8 and NaN are errors). orjson: ~3x the stdlib."""
     return orjson.loads(data)

@@ -23,7 +23,7 @@ from typing import Final
 
 from brokers.base import DeadLetter, Handler, ReplyHandler
 from brokers.errors import BrokerError, BrokerUnavailable, UnknownBroker
-from brokers.event import Event
+from brokers.event import Event, size_of
 from brokers.filterindex import FilterIndex
 from brokers.triggers import MeshConfig, TriggerSpec
 
@@ -103,12 +103,6 @@ class TriggerQueue:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-def size_of(event: Event) -> int:
-    """About what an event holds in memory: its data and attribute text."""
-    data = len(event.data) if event.data is not None else 0
-    return data + sum(len(k) + len(str(v)) for k, v in event.attributes.items())
 
 
 class MemoryBroker:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from brokers.event import Event
+from brokers.event import Event, size_of
 from brokers.state.base import (
     DEFAULT_PREFIX,
     MAX_SEQ,
@@ -29,11 +29,6 @@ from brokers.state.base import (
 
 _SWEEP_BATCH: Final = 64
 MAX_LOG_BYTES: Final = 64 * 1024 * 1024
-
-
-def _size(event: Event) -> int:
-    data = len(event.data) if event.data is not None else 0
-    return data + sum(len(k) + len(str(v)) for k, v in event.attributes.items())
 
 
 class MemoryState:
@@ -155,10 +150,10 @@ class MemoryState:
         for event in events:
             entry = LogEntry(self._next_id(), event)
             log.append(entry)
-            size += _size(event)
+            size += size_of(event)
             ids.append(entry.id)
         while log and (len(log) > maxlen or size > self.max_log_bytes):
-            size -= _size(log.popleft().event)
+            size -= size_of(log.popleft().event)
         self._log_bytes[name] = size
         return ids
 
