@@ -35,12 +35,17 @@ async def send_problem(send: Send, problem: HTTPProblem, instance: str | None = 
     await send({"type": "http.response.body", "body": body})
 
 
+DISCARD_LIMIT: Final = 2 * 1024 * 1024
+"""How much of a refused body is still read and thrown away, so the client (which is usually
+still sending) reads the 413 instead of a connection reset."""
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float = 30.0) -> bytes:
     """The request body: 413 as soon as it is over `limit` bytes, 408 when it takes longer
     than `timeout` seconds (a slow body holds a request slot of its tenant meanwhile)."""
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        raise await _too_large(receive, limit, reset=declared > DISCARD_LIMIT)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -54,7 +59,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float =
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise _too_large(limit)
+                    raise await _too_large(receive, limit, reset=False, more=message)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)
@@ -68,12 +73,46 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float =
         ) from None
 
 
-def _too_large(limit: int) -> HTTPProblem:
-    # The rest of the body is not read: the connection cannot be reused for the next request.
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+async def _too_large(
+    receive: Receive,
+    limit: int,
+    *,
+    reset: bool,
+    more: MutableMapping[str, Any] | None = None,
+) -> HTTPProblem:
+    """The 413 for a body over `limit`. Up to `DISCARD_LIMIT` bytes of the rest are read and
+    dropped first (for at most a second) so the answer reaches a client still sending; past
+    that the connection is closed rather than read on."""
+    if not reset:
+        reset = not await _discard(receive, more)
     return HTTPProblem(
         413,
         "Content Too Large",
         f"the request body is over {limit} bytes",
-        headers={"connection": "close"},
+        headers={"connection": "close"} if reset else {},
         field="body",
     )
+
+
+async def _discard(receive: Receive, message: MutableMapping[str, Any] | None) -> bool:
+    """Read and drop the rest of a body; whether it ended within the discard budget."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(1.0):
+            while message is None or message.get("more_body", False):
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                dropped += len(message.get("body", b""))
+                if dropped > DISCARD_LIMIT:
+                    return False
+    except TimeoutError:
+        return False
+    return True
