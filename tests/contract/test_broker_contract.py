@@ -224,20 +224,28 @@ async def test_settling_twice_raises(open_broker: OpenBroker) -> None:
     await inbox.nothing_more(0.3)
 
 
+class Overlap:
+    """A handler that holds each message for `hold()` seconds and counts how many it held at
+    once."""
+
+    def __init__(self, hold: Callable[[], float]) -> None:
+        self.hold = hold
+        self.active = 0
+        self.most = 0
+
+    async def __call__(self, message: Message) -> None:
+        self.active += 1
+        self.most = max(self.most, self.active)
+        await asyncio.sleep(self.hold())
+        self.active -= 1
+        await message.ack()
+
+
 async def test_parallelism_one_is_strict_fifo(open_broker: OpenBroker) -> None:
     t = trigger("fifo", parallelism=1)
     broker = await open_broker(mesh(t))
-    active, most = 0, 0
-
-    async def slow(message: Message) -> None:
-        nonlocal active, most
-        active += 1
-        most = max(most, active)
-        await asyncio.sleep(random.uniform(0, 0.01))
-        active -= 1
-        await message.ack()
-
-    inbox = Inbox(slow)
+    overlap = Overlap(lambda: random.uniform(0, 0.01))
+    inbox = Inbox(overlap)
     await broker.consume(t, inbox)
     sent = [event(i) for i in range(40)]
     await broker.publish(BROKER, sent[:20])
@@ -245,27 +253,18 @@ async def test_parallelism_one_is_strict_fifo(open_broker: OpenBroker) -> None:
         await broker.publish(BROKER, [one])
     received = await inbox.take(len(sent))
     assert [m.event.id for m in received] == [e.id for e in sent]
-    assert most == 1
+    assert overlap.most == 1
 
 
 async def test_parallelism_n_runs_n_at_once(open_broker: OpenBroker) -> None:
     t = trigger("wide", parallelism=4)
     broker = await open_broker(mesh(t))
-    active, most = 0, 0
-
-    async def hold(message: Message) -> None:
-        nonlocal active, most
-        active += 1
-        most = max(most, active)
-        await asyncio.sleep(0.2)
-        active -= 1
-        await message.ack()
-
-    inbox = Inbox(hold)
+    overlap = Overlap(lambda: 0.2)
+    inbox = Inbox(overlap)
     await broker.consume(t, inbox)
     await broker.publish(BROKER, [event(i) for i in range(12)])
     await inbox.take(12)
-    assert most == 4
+    assert overlap.most == 4
 
 
 @pytest.mark.parametrize("parallelism", [1, 3])

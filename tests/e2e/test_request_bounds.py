@@ -21,6 +21,7 @@ import pytest
 from brokers.event import Event
 from gateway.http.ingress import AttributeLimits, check_attributes
 from gateway.http.problems import HTTPProblem
+from tests.builders import broker_yaml
 from tests.e2e.harness import MeshProcess, Sink, write
 
 AMQP_URL: Final = os.environ.get("CEMESH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -59,6 +60,14 @@ def two_tenants(directory: Path, sink: Sink) -> Path:
         )
     write(directory / "config" / "mesh.yaml", text)
     return directory / "config"
+
+
+async def default_mesh(directory: Path, env: dict[str, str]) -> MeshProcess:
+    """`cemesh up` on the embedded broker with one broker, default/default."""
+    write(directory / "config" / "b.yaml", broker_yaml())
+    mesh = MeshProcess(directory / "config", env=env)
+    await asyncio.to_thread(mesh.start)
+    return mesh
 
 
 @pytest.mark.connected
@@ -136,13 +145,7 @@ def raw_request(port: int, payload: bytes, *, pace: float = 0.0) -> tuple[bytes,
 
 @pytest.mark.e2e
 async def test_request_heads_are_bounded(tmp_path: Path) -> None:
-    write(
-        tmp_path / "config" / "b.yaml",
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\n"
-        "metadata: {name: default, namespace: default}\n",
-    )
-    mesh = MeshProcess(tmp_path / "config", env={"CEMESH_HEADER_TIMEOUT": "1"})
-    await asyncio.to_thread(mesh.start)
+    mesh = await default_mesh(tmp_path, env={"CEMESH_HEADER_TIMEOUT": "1"})
     try:
         big = b"POST / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (8 * 1024 * 1024) + b"\r\n\r\n"
         answer, took = await asyncio.to_thread(raw_request, mesh.port, big)
@@ -206,13 +209,7 @@ def chunked_until_answered(port: int, path: str) -> tuple[bytes, int]:
 
 @pytest.mark.e2e
 async def test_webhook_bodies_are_refused_while_they_stream(tmp_path: Path) -> None:
-    write(
-        tmp_path / "config" / "b.yaml",
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\n"
-        "metadata: {name: default, namespace: default}\n",
-    )
-    mesh = MeshProcess(tmp_path / "config", env={"CEMESH_ALLOW_UNSIGNED_WEBHOOKS": "1"})
-    await asyncio.to_thread(mesh.start)
+    mesh = await default_mesh(tmp_path, env={"CEMESH_ALLOW_UNSIGNED_WEBHOOKS": "1"})
     try:
         declared = (
             b"POST /webhooks/github HTTP/1.1\r\nhost: x\r\ncontent-length: 209715200\r\n"
