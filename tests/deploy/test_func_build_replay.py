@@ -19,8 +19,6 @@ misses something.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -31,7 +29,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +44,7 @@ from gateway.hosting.python import asgi_request
 from gateway.mesh import load_mesh
 from gateway.settings import Settings
 from tests.conftest import REPO, free_port
+from tests.filelock import folder_lock
 
 FUNC_PYTHON = "func-python==0.8.1"
 WHEELHOUSE = Path(os.environ.get("CEMESH_WHEELHOUSE") or REPO / ".cache" / "cemesh-wheels")
@@ -143,18 +141,6 @@ def scaffold(project: Project, build: Path) -> Path:
     return build
 
 
-@contextlib.contextmanager
-def _wheelhouse_lock() -> Iterator[None]:
-    """Other test runs (other engineers, CI jobs) may fill the same cache at the same time."""
-    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    with (WHEELHOUSE / ".lock").open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _pip(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
@@ -172,7 +158,7 @@ def pip_install_target(build: Path) -> Path:
     """`pip install . --target lib`, offline from the wheel cache, refreshing it on a miss."""
     lib = build / "lib"
     offline = ("install", ".", "--target", str(lib), "--no-index", "--find-links", str(WHEELHOUSE))
-    with _wheelhouse_lock():
+    with folder_lock(WHEELHOUSE):
         result = _pip(*offline, "--quiet", cwd=build)
         if result.returncode != 0 and _cache_miss(result):
             refresh = _pip(

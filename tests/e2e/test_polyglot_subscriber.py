@@ -9,8 +9,6 @@ reach the registry (or is not installed at all).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -24,6 +22,7 @@ import pytest
 from tests.builders import binary, broker_yaml, documents, trigger_yaml
 from tests.conftest import REPO, free_port
 from tests.e2e.harness import MeshProcess, mesh_config, post, write
+from tests.filelock import folder_lock
 
 pytestmark = pytest.mark.e2e
 
@@ -64,17 +63,6 @@ def mesh_yaml(port: int) -> str:
     return documents(broker_yaml(), trigger_yaml("to-node", subscriber, filters=polyglot))
 
 
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / ".lock").open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
     """The `cloudevents` npm package in the cache directory (installed on first use)."""
@@ -82,7 +70,7 @@ def node_modules() -> Path:
     if npm is None or shutil.which("node") is None:
         pytest.skip("node and npm are not installed")
     modules = CACHE / "node_modules"
-    with _lock():
+    with folder_lock(CACHE):
         if not (modules / "cloudevents" / "package.json").exists():
             result = subprocess.run(
                 [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
